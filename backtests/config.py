@@ -1,0 +1,190 @@
+"""Backtest TOML files -> NautilusTrader ``BacktestRunConfig`` (the factory for ``BacktestNode``).
+
+A backtest file has these tables (see ``configs/backtests/demo.toml``):
+
+- ``[run]``: ``name``, ``catalog`` (relative paths resolve from the working directory),
+  ``chunk_size`` (records per streamed chunk), optional ``start`` / ``end``.
+- ``[venue]``: fields of ``BacktestVenueConfig``; ``[venue.fill_model]`` fields of
+  ``FillModelConfig``; ``[venue.latency_model]`` fields of ``LatencyModelConfig``.
+- ``[data]``: ``types`` (``OrderBookDelta``, ``TradeTick``, ``QuoteTick``) and
+  ``instrument_ids`` (empty: every instrument in the catalog).
+- ``[risk_engine]``: fields of ``RiskEngineConfig``; ``[logging]``: fields of ``LoggingConfig``.
+- ``[[strategies]]``: ``strategy_path``, ``config_path`` and a ``[strategies.config]`` table;
+  several strategies may run side by side.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nautilus_trader.backtest.config import BacktestDataConfig
+from nautilus_trader.backtest.config import BacktestEngineConfig
+from nautilus_trader.backtest.config import BacktestRunConfig
+from nautilus_trader.backtest.config import BacktestVenueConfig
+from nautilus_trader.backtest.config import FillModelConfig
+from nautilus_trader.backtest.config import ImportableFillModelConfig
+from nautilus_trader.backtest.config import ImportableLatencyModelConfig
+from nautilus_trader.backtest.config import LatencyModelConfig
+from nautilus_trader.config import ImportableStrategyConfig
+from nautilus_trader.config import LoggingConfig
+from nautilus_trader.config import RiskEngineConfig
+from nautilus_trader.model.identifiers import InstrumentId
+
+from ifd.errors import IfdError
+
+DATA_TYPES = {
+    "OrderBookDelta": "nautilus_trader.model.data:OrderBookDelta",
+    "TradeTick": "nautilus_trader.model.data:TradeTick",
+    "QuoteTick": "nautilus_trader.model.data:QuoteTick",
+}
+SECTIONS = {"run", "venue", "data", "risk_engine", "logging", "strategies"}
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """A parsed, validated backtest file."""
+
+    path: Path
+    name: str
+    catalog: Path
+    chunk_size: int
+    start: str | None
+    end: str | None
+    venue: BacktestVenueConfig
+    data_types: tuple[str, ...]
+    instrument_ids: tuple[str, ...]
+    risk_engine: RiskEngineConfig
+    logging: LoggingConfig
+    strategies: tuple[ImportableStrategyConfig, ...]
+
+
+def _convert(path: Path, section: str, value: Any, cls: type) -> Any:
+    try:
+        return msgspec.convert(value, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise IfdError(f"{path}: [{section}] {exc}") from None
+
+
+def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -> BacktestSpec:
+    """Read and validate a backtest TOML file; every error names the file and the setting."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise IfdError(f"{path}: no such backtest config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+
+    run = raw.get("run", {})
+    name = str(run.get("name") or path.stem)
+    catalog_value = catalog_override or run.get("catalog")
+    if not catalog_value:
+        raise IfdError(f"{path}: [run] catalog is missing (or pass --catalog)")
+    chunk_size = run.get("chunk_size", 100_000)
+    if not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise IfdError(f"{path}: [run] chunk_size must be a positive integer, got {chunk_size!r}")
+
+    venue_raw = dict(raw.get("venue") or {})
+    if not venue_raw:
+        raise IfdError(f"{path}: [venue] is missing")
+    fill = venue_raw.pop("fill_model", None)
+    latency = venue_raw.pop("latency_model", None)
+    venue = _convert(path, "venue", venue_raw, BacktestVenueConfig)
+    replace: dict[str, Any] = {}
+    if fill is not None:
+        _convert(path, "venue.fill_model", fill, FillModelConfig)
+        replace["fill_model"] = ImportableFillModelConfig(
+            fill_model_path="nautilus_trader.backtest.models:FillModel",
+            config_path="nautilus_trader.backtest.config:FillModelConfig",
+            config=fill,
+        )
+    if latency is not None:
+        _convert(path, "venue.latency_model", latency, LatencyModelConfig)
+        replace["latency_model"] = ImportableLatencyModelConfig(
+            latency_model_path="nautilus_trader.backtest.models:LatencyModel",
+            config_path="nautilus_trader.backtest.config:LatencyModelConfig",
+            config=latency,
+        )
+    if replace:
+        venue = msgspec.structs.replace(venue, **replace)
+
+    data = raw.get("data", {})
+    data_types = tuple(data.get("types", ["OrderBookDelta", "TradeTick"]))
+    bad = [t for t in data_types if t not in DATA_TYPES]
+    if bad or not data_types:
+        raise IfdError(f"{path}: [data] types {bad or data_types} not supported (use {', '.join(DATA_TYPES)})")
+
+    strategies = []
+    for index, entry in enumerate(raw.get("strategies", [])):
+        for key in ("strategy_path", "config_path"):
+            if not entry.get(key):
+                raise IfdError(f"{path}: [[strategies]] #{index + 1} needs {key}")
+        strategies.append(
+            ImportableStrategyConfig(
+                strategy_path=entry["strategy_path"],
+                config_path=entry["config_path"],
+                config=dict(entry.get("config", {})),
+            ),
+        )
+    if not strategies:
+        raise IfdError(f"{path}: no [[strategies]] configured")
+
+    return BacktestSpec(
+        path=path,
+        name=name,
+        catalog=Path(catalog_value),
+        chunk_size=chunk_size,
+        start=run.get("start"),
+        end=run.get("end"),
+        venue=venue,
+        data_types=data_types,
+        instrument_ids=tuple(data.get("instrument_ids", [])),
+        risk_engine=_convert(path, "risk_engine", raw.get("risk_engine", {}), RiskEngineConfig),
+        logging=_convert(path, "logging", raw.get("logging", {"log_level": "ERROR"}), LoggingConfig),
+        strategies=tuple(strategies),
+    )
+
+
+def build_run_config(spec: BacktestSpec, instrument_ids: dict[str, list[str]]) -> BacktestRunConfig:
+    """The ``BacktestRunConfig`` a ``BacktestNode`` runs for this spec.
+
+    ``instrument_ids`` maps each data type to the instruments to replay (resolved from the
+    catalog). Book data gets one data config per instrument: ``BacktestNode`` only accepts an
+    L2/L3 venue when book data is configured with an explicit ``instrument_id``.
+    """
+    catalog = str(spec.catalog.resolve())
+    data = []
+    for name in spec.data_types:
+        ids = sorted(instrument_ids.get(name, []))
+        if name == "OrderBookDelta":
+            data.extend(
+                BacktestDataConfig(
+                    catalog_path=catalog, data_cls=DATA_TYPES[name], instrument_id=InstrumentId.from_str(i),
+                )
+                for i in ids
+            )
+        elif ids:
+            data.append(BacktestDataConfig(catalog_path=catalog, data_cls=DATA_TYPES[name], instrument_ids=ids))
+    engine = BacktestEngineConfig(
+        trader_id="IFD-BACKTEST",
+        strategies=list(spec.strategies),
+        risk_engine=spec.risk_engine,
+        logging=spec.logging,
+    )
+    return BacktestRunConfig(
+        venues=[spec.venue],
+        data=data,
+        engine=engine,
+        chunk_size=spec.chunk_size,
+        raise_exception=True,
+        dispose_on_completion=False,
+        start=spec.start,
+        end=spec.end,
+    )

@@ -1,0 +1,253 @@
+"""``ifd backtest run``: build a ``BacktestNode`` from a TOML file, replay the catalog, write a run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from nautilus_trader.backtest.node import BacktestNode
+from nautilus_trader.model.identifiers import Venue
+from nautilus_trader.persistence.funcs import class_to_filename
+
+from backtests.config import DATA_TYPES
+from backtests.config import BacktestSpec
+from backtests.config import build_run_config
+from backtests.config import load_backtest_spec
+from catalogs.layout import check_catalog_path
+from catalogs.listing import describe_catalog
+from ifd.errors import IfdError
+
+RUNS_DIR = Path("backtests/runs")
+PROGRESS_EVERY_SECONDS = 2.0
+
+
+@dataclass
+class ReplayProgress:
+    """Counts records handed to the engine, chunk by chunk, and reports them."""
+
+    total: int
+    report: Callable[[str], None] | None = None
+    processed: int = 0
+    started: float = 0.0
+    _last: float = 0.0
+
+    def start(self) -> None:
+        self.started = self._last = time.perf_counter()
+
+    def added(self, count: int) -> None:
+        self.processed += count
+
+    def chunk_done(self, final: bool = False) -> None:
+        now = time.perf_counter()
+        if self.report is None or (not final and now - self._last < PROGRESS_EVERY_SECONDS):
+            return
+        self._last = now
+        elapsed = now - self.started
+        pct = 100.0 * self.processed / self.total if self.total else 100.0
+        rate = self.processed / elapsed if elapsed > 0 else 0.0
+        self.report(
+            f"replayed {self.processed:,} of {self.total:,} records ({pct:.0f}%) "
+            f"in {elapsed:.1f} s ({rate:,.0f} records/s)",
+        )
+
+
+class _CountingEngine:
+    """Delegates to a ``BacktestEngine``, counting the data each streamed chunk adds."""
+
+    def __init__(self, engine, progress: ReplayProgress) -> None:
+        self._engine = engine
+        self._progress = progress
+
+    def add_data(self, data, *args, **kwargs):
+        self._progress.added(len(data))
+        return self._engine.add_data(data, *args, **kwargs)
+
+    def run(self, *args, **kwargs):
+        result = self._engine.run(*args, **kwargs)
+        self._progress.chunk_done()
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
+class ProgressBacktestNode(BacktestNode):
+    """A ``BacktestNode`` whose streamed runs report records processed and elapsed time."""
+
+    def __init__(self, configs, progress: ReplayProgress) -> None:
+        super().__init__(configs)
+        self._progress = progress
+        self._counting = False
+
+    def get_engine(self, run_config_id: str):
+        engine = super().get_engine(run_config_id)
+        if engine is None or not self._counting:
+            return engine
+        return _CountingEngine(engine, self._progress)
+
+    def _run(self, *args, **kwargs):
+        self._counting = True
+        try:
+            return super()._run(*args, **kwargs)
+        finally:
+            self._counting = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    summary: dict
+
+
+def catalog_rows(spec: BacktestSpec) -> dict[str, dict[str, int]]:
+    """Rows per configured data type and instrument, from the catalog's Parquet footers."""
+    check_catalog_path(spec.catalog, create=False)
+    described = describe_catalog(spec.catalog)["data_types"]
+    wanted = set(spec.instrument_ids)
+    out: dict[str, dict[str, int]] = {}
+    for name in spec.data_types:
+        folder = class_to_filename(_data_class(name))
+        per = described.get(folder, {}).get("instruments", {})
+        out[name] = {k: v["rows"] for k, v in per.items() if not wanted or k in wanted}
+    return out
+
+
+def _data_class(name: str) -> type:
+    module, cls = DATA_TYPES[name].split(":")
+    return getattr(__import__(module, fromlist=[cls]), cls)
+
+
+def default_run_dir(spec: BacktestSpec) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return RUNS_DIR / f"{stamp}-{spec.name}"
+
+
+def _jsonable(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _write_report(frame: pd.DataFrame, path: Path) -> int:
+    frame = frame if frame is not None else pd.DataFrame()
+    frame.to_csv(path, index=not isinstance(frame.index, pd.RangeIndex))
+    return len(frame)
+
+
+def run_backtest(
+    config_path: Path,
+    catalog: Path | None = None,
+    out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run one backtest file and write its run folder; returns the folder and the summary."""
+    spec = load_backtest_spec(config_path, catalog_override=catalog)
+    rows = catalog_rows(spec)
+    total = sum(sum(per.values()) for per in rows.values())
+    if total == 0:
+        raise IfdError(f"{spec.catalog}: no {' / '.join(spec.data_types)} data to replay in the catalog")
+
+    run_dir = Path(out) if out else default_run_dir(spec)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise IfdError(f"{run_dir}: run folder already exists and is not empty")
+
+    run_config = build_run_config(spec, {name: sorted(per) for name, per in rows.items()})
+    tracker = ReplayProgress(total=total, report=progress)
+    node = ProgressBacktestNode([run_config], tracker)
+    if progress:
+        progress(f"backtest {spec.name}: {total:,} records from {spec.catalog}")
+    started = time.perf_counter()
+    tracker.start()
+    try:
+        node.run()
+    except IfdError:
+        raise
+    except Exception as exc:
+        node.dispose()
+        raise IfdError(f"{spec.path}: backtest failed ({type(exc).__name__}: {exc})") from exc
+    wall = time.perf_counter() - started
+    tracker.chunk_done(final=True)
+
+    engine = node.get_engine(run_config.id)
+    try:
+        summary = _write_run_folder(run_dir, spec, engine, rows, tracker, wall)
+    finally:
+        node.dispose()
+    return RunResult(run_dir=run_dir, summary=summary)
+
+
+def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: ReplayProgress, wall: float) -> dict:
+    """Write reports and summary.json into a temp folder, then move it into place."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        trader = engine.trader
+        venue = Venue(spec.venue.name)
+        orders = trader.generate_orders_report()
+        counts = {
+            "orders": _write_report(orders, staging / "orders.csv"),
+            "fills": _write_report(trader.generate_order_fills_report(), staging / "fills.csv"),
+            "positions": _write_report(trader.generate_positions_report(), staging / "positions.csv"),
+            "account": _write_report(trader.generate_account_report(venue), staging / "account.csv"),
+        }
+        result = engine.get_result()
+        summary = {
+            "config": str(spec.path),
+            "name": spec.name,
+            "catalog": str(spec.catalog),
+            "records_total": tracker.total,
+            "records_processed": tracker.processed,
+            "wall_seconds": round(wall, 3),
+            "records_per_second": round(tracker.processed / wall) if wall > 0 else None,
+            "catalog_rows": rows,
+            "backtest_start": str(result.backtest_start) if result.backtest_start else None,
+            "backtest_end": str(result.backtest_end) if result.backtest_end else None,
+            "iterations": result.iterations,
+            "total_events": result.total_events,
+            "total_orders": result.total_orders,
+            "total_positions": result.total_positions,
+            "reports": counts,
+            "stats_pnls": _jsonable(result.stats_pnls),
+            "stats_returns": _jsonable(result.stats_returns),
+            "strategies": _strategy_results(trader, orders),
+        }
+        (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+        if run_dir.exists():
+            run_dir.rmdir()  # empty (checked before the run)
+        os.replace(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def _strategy_results(trader, orders: pd.DataFrame) -> dict:
+    results = {}
+    for strategy in trader.strategies():
+        sid = strategy.id.value
+        entry = {
+            "class": type(strategy).__name__,
+            "config": _jsonable(strategy.config.dict()),
+            "orders": int((orders["strategy_id"] == sid).sum()) if "strategy_id" in orders else 0,
+        }
+        if hasattr(strategy, "summary"):
+            entry["results"] = strategy.summary()
+        results[sid] = entry
+    return results

@@ -1,0 +1,205 @@
+"""The ``ifd`` command line: scenario generation, catalog ingest and listing, backtests, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ifd import __version__
+from ifd.errors import IfdError
+
+DEFAULT_CATALOG = Path("data/catalog")
+
+
+def _say(message: str) -> None:
+    print(f"[ifd] {message}", file=sys.stderr, flush=True)
+
+
+# -- scenario ---------------------------------------------------------------------------------
+
+
+def _scenario_config(args: argparse.Namespace):
+    from ifd.scenario.generate import ScenarioConfig
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("seed", "strikes", "expiries", "minutes", "rate", "date")
+        if getattr(args, name, None) is not None
+    }
+    try:
+        return ScenarioConfig(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise IfdError(f"scenario settings: {exc}") from None
+
+
+def cmd_scenario_generate(args: argparse.Namespace) -> int:
+    from ifd.scenario.generate import generate_scenario
+
+    summary = generate_scenario(Path(args.out), _scenario_config(args), progress=_say)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+def cmd_catalog_ingest(args: argparse.Namespace) -> int:
+    from catalogs.ingest import ingest
+
+    report = ingest([Path(p) for p in args.paths], Path(args.catalog), progress=_say)
+    out = report.to_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for folder, rows in sorted(out["rows_written"].items()):
+            print(f"{folder}: +{rows:,} rows")
+        print(
+            f"ingested {len(out['files'])} file(s), {out['records']:,} records in {out['seconds']} s "
+            f"({out['records_per_second']:,} records/s); {out['rows_written_total']:,} rows written, "
+            f"{out['duplicate_rows_skipped']:,} duplicate rows skipped",
+        )
+    return 0
+
+
+def cmd_catalog_ls(args: argparse.Namespace) -> int:
+    from catalogs.listing import describe_catalog
+    from catalogs.listing import format_catalog
+
+    summary = describe_catalog(Path(args.catalog))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_catalog(summary, per_instrument=args.instruments))
+    return 0
+
+
+# -- backtest ---------------------------------------------------------------------------------
+
+
+def cmd_backtest_run(args: argparse.Namespace) -> int:
+    from backtests.runner import run_backtest
+
+    result = run_backtest(
+        Path(args.config),
+        catalog=Path(args.catalog) if args.catalog else None,
+        out=Path(args.out) if args.out else None,
+        progress=_say,
+    )
+    print(json.dumps(result.summary, indent=2))
+    _say(f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from backtests.demo import run_demo
+
+    run_demo(Path(args.workdir), seed=args.seed, progress=_say)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ifd.bench import run_bench
+
+    result = run_bench(Path(args.workdir), records=args.records, out=Path(args.out) if args.out else None)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ifd",
+        description="Institutional flow detection in CME NQ options from Databento MBO, on NautilusTrader.",
+    )
+    parser.add_argument("--version", action="version", version=f"ifd {__version__}")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+
+    scenario = groups.add_parser("scenario", help="synthetic, labeled NQ options sessions").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    gen = scenario.add_parser(
+        "generate",
+        help="write definition.dbn.zst, mbo.dbn.zst and labels.parquet for a synthetic session",
+        description="Simulate an NQ options session (future + option chain, market makers, retail flow, "
+        "planted institutional / mm_straddle / volume_noise episodes) and write it as real DBN files.",
+    )
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--seed", type=int, help="random seed; the same seed gives byte-identical files")
+    gen.add_argument("--strikes", type=int, help="strikes around the money per expiry (calls and puts each)")
+    gen.add_argument("--expiries", type=int, help="number of option expiries")
+    gen.add_argument("--minutes", type=int, help="session length in minutes")
+    gen.add_argument("--rate", type=float, help="mean background MBO records per second over the chain")
+    gen.add_argument("--date", help="session date, YYYY-MM-DD (UTC)")
+    gen.set_defaults(func=cmd_scenario_generate)
+
+    catalog = groups.add_parser("catalog", help="NautilusTrader Parquet data catalog").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    ing = catalog.add_parser(
+        "ingest",
+        help="load DBN files into a catalog (definitions first; re-ingesting adds no duplicates)",
+        description="Load DBN files (definition, mbo, trades, mbp-1, tbbo, statistics) with NautilusTrader's "
+        "DatabentoDataLoader into a ParquetDataCatalog. Files are validated first; new data is staged "
+        "and moved into place, so a failure leaves the catalog unchanged.",
+    )
+    ing.add_argument("paths", nargs="+", help="DBN files (.dbn or .dbn.zst)")
+    ing.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="catalog folder (default: %(default)s)")
+    ing.add_argument("--json", action="store_true", help="print the ingest report as JSON")
+    ing.set_defaults(func=cmd_catalog_ingest)
+
+    ls = catalog.add_parser("ls", help="list instruments, data types, time ranges and row counts")
+    ls.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="catalog folder (default: %(default)s)")
+    ls.add_argument("--json", action="store_true", help="JSON with a rows field per data type and instrument")
+    ls.add_argument("--instruments", action="store_true", help="also list rows per instrument")
+    ls.set_defaults(func=cmd_catalog_ls)
+
+    backtest = groups.add_parser("backtest", help="NautilusTrader BacktestNode runs").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    run = backtest.add_parser(
+        "run",
+        help="run a backtest described by a TOML file under configs/backtests/",
+        description="Build a BacktestNode from CONFIG.toml (venue, data from the catalog, strategies, risk "
+        "engine) and write a run folder with summary.json and order/fill/position/account reports.",
+    )
+    run.add_argument("config", help="backtest TOML, e.g. configs/backtests/demo.toml")
+    run.add_argument("--catalog", help="catalog folder (overrides the config's catalog)")
+    run.add_argument("--out", help="run folder (default: backtests/runs/<UTC timestamp>-<config name>/)")
+    run.set_defaults(func=cmd_backtest_run)
+
+    demo = groups.add_parser(
+        "demo",
+        help="generate the demo scenario, ingest it, run the demo backtest, print the summary",
+    )
+    demo.add_argument("--workdir", default="data/demo", help="where the scenario and catalog go (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=7, help="scenario seed (default: %(default)s)")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = groups.add_parser("bench", help="generation, ingest and replay benchmarks as JSON")
+    bench.add_argument("--workdir", default="data/bench", help="scratch folder (default: %(default)s)")
+    bench.add_argument("--records", type=int, default=1_000_000, help="target MBO records (default: %(default)s)")
+    bench.add_argument("--out", help="also write the JSON here")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IfdError as exc:
+        print(f"ifd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ifd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
