@@ -86,6 +86,12 @@ def ingest(
     files.sort(key=lambda f: f.schema != "definition")
     known = ParquetDataCatalog(str(root)).instruments() if (root / DATA_DIR).is_dir() else []
     loader = NautilusDbnLoader(known)
+    defined = loader.known_symbols() | {
+        symbol.decode() for f in files if f.schema == "definition" for symbol in f.records["raw_symbol"]
+    }
+    for dbn in files:
+        if dbn.schema != "definition":
+            loader.require_definitions(dbn, defined)
 
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
@@ -122,7 +128,6 @@ def _load_tables(dbn: DbnFile, loader: NautilusDbnLoader, scratch: Path) -> list
     """Decode one file into Arrow tables keyed by their catalog folder (relative path)."""
     if dbn.schema == "definition":
         return _via_nautilus_writer(loader.load_definitions(dbn), scratch)
-    loader.require_definitions(dbn)
     if dbn.schema != "mbo":
         return _via_nautilus_writer(loader.load_market_data(dbn), scratch)
 

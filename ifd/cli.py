@@ -111,6 +111,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _quiet_dependency_warnings() -> None:
+    """NautilusTrader 1.231 and databento use pandas APIs pandas 3.1 flags for removal in 4.0."""
+    import warnings
+
+    from pandas.errors import Pandas4Warning
+
+    warnings.filterwarnings("ignore", category=Pandas4Warning)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ifd",
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_dependency_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -41,9 +41,9 @@ class NautilusDbnLoader:
         except Exception as exc:
             raise IfdError(f"{dbn.path}: NautilusTrader cannot decode definitions ({exc})") from None
 
-    def require_definitions(self, dbn: DbnFile) -> None:
+    def require_definitions(self, dbn: DbnFile, defined: set[str]) -> None:
         """Refuse market data whose instruments have no definition (no price precision)."""
-        missing = sorted(set(dbn.raw_symbols) - self.known_symbols())
+        missing = sorted(set(dbn.raw_symbols) - defined)
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise IfdError(
