@@ -32,6 +32,9 @@ from nautilus_trader.backtest.config import LatencyModelConfig
 from nautilus_trader.config import ImportableStrategyConfig
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.config import RiskEngineConfig
+from nautilus_trader.model.enums import AccountType
+from nautilus_trader.model.enums import BookType
+from nautilus_trader.model.enums import OmsType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from ifd.errors import IfdError
@@ -97,6 +100,12 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
     fill = venue_raw.pop("fill_model", None)
     latency = venue_raw.pop("latency_model", None)
     venue = _convert(path, "venue", venue_raw, BacktestVenueConfig)
+    # NautilusTrader's enum parsers abort the process on unknown names: check them here.
+    for key, enum in (("book_type", BookType), ("oms_type", OmsType), ("account_type", AccountType)):
+        value = getattr(venue, key)
+        allowed = [member.name for member in enum]
+        if isinstance(value, str) and value not in allowed:
+            raise IfdError(f"{path}: [venue] {key} {value!r} is not one of {', '.join(allowed)}")
     replace: dict[str, Any] = {}
     if fill is not None:
         _convert(path, "venue.fill_model", fill, FillModelConfig)

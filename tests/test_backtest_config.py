@@ -1,0 +1,93 @@
+"""Backtest TOML validation and the runner's behaviour on bad settings (no engine run needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backtests.config import build_run_config
+from backtests.config import load_backtest_spec
+from ifd.cli import main
+from ifd.errors import IfdError
+
+DEMO = Path("configs/backtests/demo.toml")
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bt.toml"
+    path.write_text(text)
+    return path
+
+
+def demo_with(replace: str, by: str) -> str:
+    text = DEMO.read_text()
+    assert replace in text
+    return text.replace(replace, by)
+
+
+def test_demo_config_builds_an_l3_glbx_run_with_one_book_config_per_instrument(tmp_path):
+    spec = load_backtest_spec(DEMO, catalog_override=tmp_path)
+    ids = {"OrderBookDelta": ["NQZ6 C21000.GLBX", "NQZ6.GLBX"], "TradeTick": ["NQZ6 C21000.GLBX", "NQZ6.GLBX"]}
+    run = build_run_config(spec, ids)
+    [venue] = run.venues
+    assert venue.name == "GLBX" and venue.book_type == "L3_MBO"
+    assert venue.fill_model is not None and venue.latency_model is not None
+    book = [d for d in run.data if d.data_cls.endswith("OrderBookDelta")]
+    assert sorted(str(d.instrument_id) for d in book) == sorted(ids["OrderBookDelta"])
+    [trades] = [d for d in run.data if d.data_cls.endswith("TradeTick")]
+    assert trades.instrument_ids == sorted(ids["TradeTick"])
+    assert run.engine.risk_engine.max_order_submit_rate == "100/00:00:01"
+    assert len(run.engine.strategies) == 1
+
+
+def test_several_strategies_side_by_side(tmp_path):
+    text = DEMO.read_text() + (
+        '\n[[strategies]]\nstrategy_path = "strategies.flow_counter:FlowCounter"\n'
+        'config_path = "strategies.flow_counter:FlowCounterConfig"\n'
+        '[strategies.config]\norder_id_tag = "002"\nsubscribe_book = false\n'
+    )
+    spec = load_backtest_spec(write_config(tmp_path, text), catalog_override=tmp_path)
+    assert [s.config["order_id_tag"] for s in spec.strategies] == ["001", "002"]
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        ('book_type = "L3_MBO"', 'book_type = "L4_MAGIC"', "[venue] book_type 'L4_MAGIC' is not one of L1_MBP, L2_MBP, L3_MBO"),
+        ('oms_type = "NETTING"', 'oms_type = "NETTED"', "[venue] oms_type 'NETTED' is not one of"),
+        ('starting_balances = ["1_000_000 USD"]', 'starting_balances = "1_000_000 USD"', "[venue] Expected `array`"),
+        ("prob_fill_on_limit = 0.5", 'prob_fill_on_limit = "often"', "[venue.fill_model]"),
+        ("bypass = false", "bypass = false\nmax_orders = 3", "[risk_engine] Object contains unknown field `max_orders`"),
+        ("chunk_size = 100_000", "chunk_size = -5", "[run] chunk_size must be a positive integer"),
+        ('types = ["OrderBookDelta", "TradeTick"]', 'types = ["Bars"]', "[data] types"),
+        ("[logging]", "[loging]", "unknown section(s) loging"),
+        ('strategy_path = "strategies.flow_counter:FlowCounter"\n', "", "needs strategy_path"),
+    ],
+)
+def test_bad_settings_name_the_file_and_the_setting(tmp_path, replace, by, message):
+    path = write_config(tmp_path, demo_with(replace, by))
+    with pytest.raises(IfdError) as err:
+        load_backtest_spec(path, catalog_override=tmp_path)
+    assert str(path) in str(err.value)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_refuses_missing_config_catalog_and_invalid_toml(tmp_path, capsys):
+    assert main(["backtest", "run", str(tmp_path / "nope.toml")]) == 2
+    assert "no such backtest config" in capsys.readouterr().err
+
+    broken = write_config(tmp_path, "[run\nname=")
+    assert main(["backtest", "run", str(broken), "--catalog", str(tmp_path)]) == 2
+    assert "invalid TOML" in capsys.readouterr().err
+
+    assert main(["backtest", "run", str(DEMO), "--catalog", str(tmp_path / "missing")]) == 2
+    assert "no such catalog" in capsys.readouterr().err
+
+    empty = tmp_path / "empty_catalog"
+    empty.mkdir()
+    assert main(["backtest", "run", str(DEMO), "--catalog", str(empty), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "no OrderBookDelta / TradeTick data to replay" in err
+    assert not (tmp_path / "run").exists()
