@@ -14,7 +14,7 @@ from catalogs.ingest import ingest
 from ifd.scenario.generate import ScenarioConfig
 from ifd.scenario.generate import generate_scenario
 
-DEMO_CONFIG = Path("configs/backtests/demo.toml")
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "backtests" / "demo.toml"
 
 
 def run_demo(

@@ -22,24 +22,26 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from nautilus_trader.core import nautilus_pyo3
-from nautilus_trader.model.data import OrderBookDelta
 from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
-from nautilus_trader.serialization.arrow.serializer import ArrowSerializer
 
 from adapters.databento.dbn_files import DbnFile
 from adapters.databento.dbn_files import instrument_symbols
 from adapters.databento.dbn_files import open_dbn
 from adapters.databento.loading import NautilusDbnLoader
 from catalogs import tables
+from catalogs.mbo_workers import PARQUET_OPTIONS
+from catalogs.mbo_workers import StagedFile
+from catalogs.mbo_workers import stage_mbo
+from catalogs.mbo_workers import stage_mbo_parallel
+from catalogs.serialize import TableSource
+from catalogs.serialize import serialize_objects
 from catalogs.layout import DATA_DIR
 from catalogs.layout import STAGING_PREFIX
 from catalogs.layout import check_catalog_path
 from catalogs.layout import file_interval
 from catalogs.layout import file_name
-from catalogs.layout import leaf_dir
 
-ROW_GROUP_SIZE = 5_000  # NautilusTrader's catalog default
+PARALLEL_MIN_RECORDS = 200_000  # smaller MBO files are not worth forking for
 
 
 @dataclass
@@ -74,8 +76,15 @@ def ingest(
     paths: Iterable[Path | str],
     catalog_root: Path | str,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
+    parallel_min_records: int = PARALLEL_MIN_RECORDS,
 ) -> IngestReport:
-    """Load DBN files (definitions first) into the catalog at ``catalog_root``."""
+    """Load DBN files (definitions first) into the catalog at ``catalog_root``.
+
+    MBO files of at least ``parallel_min_records`` records are loaded by ``workers``
+    processes (default: one per CPU, at most 4).
+    """
+    workers = workers or min(os.cpu_count() or 1, 4)
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     root = check_catalog_path(Path(catalog_root), create=True)
@@ -96,11 +105,22 @@ def ingest(
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
-        pending: dict[str, list[pa.Table]] = defaultdict(list)
+        pending: dict[str, list[Source]] = defaultdict(list)
         for index, dbn in enumerate(files):
             say(f"loading {dbn.path.name} ({dbn.schema}, {dbn.record_count:,} records)")
-            for rel, table in _load_tables(dbn, loader, staging / f"file{index}"):
-                pending[rel].append(table)
+            if dbn.schema == "mbo":
+                scratch = staging / f"mbo{index}"
+                n = workers if dbn.record_count >= parallel_min_records else 1
+                if n > 1:
+                    staged = stage_mbo_parallel(dbn, loader.precisions(), scratch, n)
+                else:
+                    staged = stage_mbo(dbn, loader.precisions(), scratch)
+                for rel, file in staged.items():
+                    pending[rel].append(file)
+            else:
+                load = loader.load_definitions if dbn.schema == "definition" else loader.load_market_data
+                for rel, source in serialize_objects(load(dbn)):
+                    pending[rel].append(source)
             report.files.append(_file_entry(dbn))
             report.records += dbn.record_count
         say(f"writing {len(pending)} catalog folders")
@@ -124,53 +144,31 @@ def _file_entry(dbn: DbnFile) -> dict:
     return entry
 
 
-def _load_tables(dbn: DbnFile, loader: NautilusDbnLoader, scratch: Path) -> list[tuple[str, pa.Table]]:
-    """Decode one file into Arrow tables keyed by their catalog folder (relative path)."""
-    if dbn.schema == "definition":
-        return _via_nautilus_writer(loader.load_definitions(dbn), scratch)
-    if dbn.schema != "mbo":
-        return _via_nautilus_writer(loader.load_market_data(dbn), scratch)
-
-    deltas_by_id, trades = loader.load_mbo(dbn)
-    out: list[tuple[str, pa.Table]] = []
-    for deltas in deltas_by_id.values():
-        identifier = deltas[0].instrument_id.value
-        table = ArrowSerializer.serialize_batch(deltas, data_cls=nautilus_pyo3.OrderBookDelta)
-        rel = leaf_dir(Path(), OrderBookDelta, identifier).as_posix()
-        out.append((rel, tables.sort_by_ts_init(table)))
-    out.extend(_via_nautilus_writer(trades, scratch))
-    return out
+Source = StagedFile | TableSource
 
 
-def _via_nautilus_writer(objects: list, scratch: Path) -> list[tuple[str, pa.Table]]:
-    """Serialize with NautilusTrader's own catalog writer into a scratch catalog, read back."""
-    if not objects:
-        return []
-    scratch.mkdir(parents=True, exist_ok=True)
-    ParquetDataCatalog(str(scratch)).write_data(objects)
-    out = []
-    for file in sorted((scratch / DATA_DIR).rglob("*.parquet")):
-        rel = file.parent.relative_to(scratch).as_posix()
-        out.append((rel, pq.read_table(file)))
-        file.unlink()
-    return out
-
-
-def _commit(root: Path, staging: Path, pending: dict[str, list[pa.Table]], report: IngestReport) -> None:
+def _commit(root: Path, staging: Path, pending: dict[str, list[Source]], report: IngestReport) -> None:
     """Merge each folder's new rows with what the catalog holds, stage, then move into place."""
     moves: list[tuple[Path, Path, list[Path]]] = []
     writes = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for rel, new_tables in sorted(pending.items()):
-            merged = _merge_leaf(root / rel, new_tables, report, rel)
+        for rel, sources in sorted(pending.items()):
+            leaf = root / rel
+            first = sources[0]
+            if len(sources) == 1 and isinstance(first, StagedFile) and not _overlapping(leaf, first.start, first.end):
+                report.rows_written[rel] = first.rows
+                moves.append((first.path, leaf / file_name(first.start, first.end), []))
+                continue
+            new_tables = [pq.read_table(s.path) if isinstance(s, StagedFile) else s() for s in sources]
+            merged = _merge_leaf(leaf, new_tables, report, rel)
             if merged is None:
                 continue
             table, replaced = merged
             start, end = tables.ts_bounds(table)
             staged = staging / "out" / rel / file_name(start, end)
             staged.parent.mkdir(parents=True, exist_ok=True)
-            writes.append(pool.submit(pq.write_table, table, staged, row_group_size=ROW_GROUP_SIZE))
-            moves.append((staged, root / rel / staged.name, replaced))
+            writes.append(pool.submit(pq.write_table, table, staged, **PARQUET_OPTIONS))
+            moves.append((staged, leaf / staged.name, replaced))
         for write in writes:
             write.result()
     # Every file is complete on disk before any of them enters the catalog.
@@ -180,6 +178,18 @@ def _commit(root: Path, staging: Path, pending: dict[str, list[pa.Table]], repor
         for old in replaced:
             if old != target:
                 old.unlink(missing_ok=True)
+
+
+def _overlapping(leaf: Path, start: int, end: int) -> list[Path]:
+    """Catalog files in ``leaf`` whose time range meets [start, end] (unnamed files count)."""
+    if not leaf.is_dir():
+        return []
+    out = []
+    for file in sorted(leaf.glob("*.parquet")):
+        interval = file_interval(file)
+        if interval is None or (interval[0] <= end and start <= interval[1]):
+            out.append(file)
+    return out
 
 
 def _merge_leaf(
@@ -195,14 +205,7 @@ def _merge_leaf(
         report.duplicate_rows_skipped += extra.num_rows - fresh.num_rows
         new = tables.concat([new, fresh])
     new = tables.sort_by_ts_init(new)
-    start, end = tables.ts_bounds(new)
-
-    overlapping = []
-    if leaf.is_dir():
-        for file in sorted(leaf.glob("*.parquet")):
-            interval = file_interval(file)
-            if interval is None or (interval[0] <= end and start <= interval[1]):
-                overlapping.append(file)
+    overlapping = _overlapping(leaf, *tables.ts_bounds(new))
     if not overlapping:
         report.rows_written[rel] = new.num_rows
         return new, []

@@ -53,7 +53,7 @@ def run_bench(workdir: Path, records: int = 1_000_000, out: Path | None = None) 
          "--minutes", str(BENCH_MINUTES), "--rate", f"{rate:.3f}"],
     )
     generated = json.loads(gen_out)
-    mbo_records = int(generated["mbo_records"])
+    mbo_records = int(generated["records"])
 
     ing_out, ing_wall, ing_mem = _run_phase(
         ["catalog", "ingest", str(scenario / "definition.dbn.zst"), str(scenario / "mbo.dbn.zst"),

@@ -115,6 +115,7 @@ def _quiet_dependency_warnings() -> None:
     """NautilusTrader 1.231 and databento use pandas APIs pandas 3.1 flags for removal in 4.0."""
     import warnings
 
+    import databento  # noqa: F401  (its import turns every DeprecationWarning on; ours must come after)
     from pandas.errors import Pandas4Warning
 
     warnings.filterwarnings("ignore", category=Pandas4Warning)

@@ -8,6 +8,7 @@ file and the reason.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class DbnFile:
     metadata: object
     records: np.ndarray
     raw_symbols: tuple[str, ...]
+    header: bytes  # the encoded DBN metadata, to write record subsets as DBN again
+    compressed: bool  # zstd on disk (NautilusTrader 1.231 reads nothing else)
 
     @property
     def record_count(self) -> int:
@@ -81,6 +84,11 @@ def decompress(path: Path) -> bytes:
     return data
 
 
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(magic)) == magic
+
+
 def _check_framing(path: Path, body: memoryview) -> None:
     """Every record's length byte must tile the body exactly (catches cut or garbled records)."""
     offset = 0
@@ -115,7 +123,7 @@ def open_dbn(path: Path | str) -> DbnFile:
     _check_framing(path, memoryview(data)[body_start:])
 
     try:
-        store = db.DBNStore.from_bytes(data)
+        store = db.DBNStore.from_bytes(io.BytesIO(data))  # (bytes would be repr()'d whole)
         schema = store.schema
     except Exception as exc:  # databento raises several types for bad headers
         raise IfdError(f"{path}: invalid DBN metadata ({exc})") from None
@@ -140,6 +148,8 @@ def open_dbn(path: Path | str) -> DbnFile:
         metadata=metadata,
         records=records,
         raw_symbols=raw_symbols,
+        header=data[:body_start],
+        compressed=_starts_with(path, ZSTD_MAGIC),
     )
 
 
