@@ -35,7 +35,6 @@ from nautilus_trader.config import RiskEngineConfig
 from nautilus_trader.model.enums import AccountType
 from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.enums import OmsType
-from nautilus_trader.model.identifiers import InstrumentId
 
 from ifd.errors import IfdError
 
@@ -165,22 +164,14 @@ def build_run_config(spec: BacktestSpec, instrument_ids: dict[str, list[str]]) -
     """The ``BacktestRunConfig`` a ``BacktestNode`` runs for this spec.
 
     ``instrument_ids`` maps each data type to the instruments to replay (resolved from the
-    catalog). Book data gets one data config per instrument: ``BacktestNode`` only accepts an
-    L2/L3 venue when book data is configured with an explicit ``instrument_id``.
+    catalog); each data type is one data config over all of them.
     """
     catalog = str(spec.catalog.resolve())
-    data = []
-    for name in spec.data_types:
-        ids = sorted(instrument_ids.get(name, []))
-        if name == "OrderBookDelta":
-            data.extend(
-                BacktestDataConfig(
-                    catalog_path=catalog, data_cls=DATA_TYPES[name], instrument_id=InstrumentId.from_str(i),
-                )
-                for i in ids
-            )
-        elif ids:
-            data.append(BacktestDataConfig(catalog_path=catalog, data_cls=DATA_TYPES[name], instrument_ids=ids))
+    data = [
+        BacktestDataConfig(catalog_path=catalog, data_cls=DATA_TYPES[name], instrument_ids=sorted(ids))
+        for name in spec.data_types
+        if (ids := instrument_ids.get(name))
+    ]
     engine = BacktestEngineConfig(
         trader_id="IFD-BACKTEST",
         strategies=list(spec.strategies),

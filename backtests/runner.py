@@ -14,7 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import msgspec
+from nautilus_trader.backtest.config import BacktestRunConfig
 from nautilus_trader.backtest.node import BacktestNode
+from nautilus_trader.model import BOOK_DATA_TYPES
+from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.persistence.funcs import class_to_filename
 
@@ -81,12 +85,21 @@ class _CountingEngine:
 
 
 class ProgressBacktestNode(BacktestNode):
-    """A ``BacktestNode`` whose streamed runs report records processed and elapsed time."""
+    """A ``BacktestNode`` whose streamed runs report records processed and elapsed time.
+
+    It also accepts book data configured for a whole chain: NautilusTrader's validation wants
+    an L2/L3 venue's book data as one config per ``instrument_id``, and one config per
+    instrument makes the node scan the catalog's instruments once per config (seconds for a
+    chain). Validation runs on an equivalent per-instrument view of the same configs.
+    """
 
     def __init__(self, configs, progress: ReplayProgress) -> None:
         super().__init__(configs)
         self._progress = progress
         self._counting = False
+
+    def _validate_configs(self, configs) -> None:
+        super()._validate_configs([_per_instrument_book_view(config) for config in configs])
 
     def get_engine(self, run_config_id: str):
         engine = super().get_engine(run_config_id)
@@ -100,6 +113,20 @@ class ProgressBacktestNode(BacktestNode):
             return super()._run(*args, **kwargs)
         finally:
             self._counting = False
+
+
+def _per_instrument_book_view(config: BacktestRunConfig) -> BacktestRunConfig:
+    """The same run with each multi-instrument book data config split per instrument."""
+    data = []
+    for data_config in config.data:
+        if data_config.data_type in BOOK_DATA_TYPES and data_config.instrument_ids:
+            data.extend(
+                msgspec.structs.replace(data_config, instrument_ids=None, instrument_id=InstrumentId.from_str(i))
+                for i in data_config.instrument_ids
+            )
+        else:
+            data.append(data_config)
+    return msgspec.structs.replace(config, data=data)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from nautilus_trader.common.config import InvalidConfiguration
+
 from backtests.config import build_run_config
 from backtests.config import load_backtest_spec
+from backtests.runner import ProgressBacktestNode
+from backtests.runner import ReplayProgress
 from ifd.cli import main
 from ifd.errors import IfdError
 
@@ -26,19 +30,26 @@ def demo_with(replace: str, by: str) -> str:
     return text.replace(replace, by)
 
 
-def test_demo_config_builds_an_l3_glbx_run_with_one_book_config_per_instrument(tmp_path):
+def test_demo_config_builds_an_l3_glbx_run_over_the_whole_chain(tmp_path):
     spec = load_backtest_spec(DEMO, catalog_override=tmp_path)
     ids = {"OrderBookDelta": ["NQZ6 C21000.GLBX", "NQZ6.GLBX"], "TradeTick": ["NQZ6 C21000.GLBX", "NQZ6.GLBX"]}
     run = build_run_config(spec, ids)
     [venue] = run.venues
     assert venue.name == "GLBX" and venue.book_type == "L3_MBO"
     assert venue.fill_model is not None and venue.latency_model is not None
-    book = [d for d in run.data if d.data_cls.endswith("OrderBookDelta")]
-    assert sorted(str(d.instrument_id) for d in book) == sorted(ids["OrderBookDelta"])
+    [book] = [d for d in run.data if d.data_cls.endswith("OrderBookDelta")]
+    assert book.instrument_ids == sorted(ids["OrderBookDelta"])
     [trades] = [d for d in run.data if d.data_cls.endswith("TradeTick")]
     assert trades.instrument_ids == sorted(ids["TradeTick"])
     assert run.engine.risk_engine.max_order_submit_rate == "100/00:00:01"
     assert len(run.engine.strategies) == 1
+
+    # NautilusTrader's own validation accepts it through our node (an L3 venue needs book data),
+    # and still refuses a run whose book data is missing.
+    ProgressBacktestNode([run], ReplayProgress(total=0))
+    no_book = build_run_config(spec, {"TradeTick": ids["TradeTick"]})
+    with pytest.raises(InvalidConfiguration, match="No order book data available for GLBX"):
+        ProgressBacktestNode([no_book], ReplayProgress(total=0))
 
 
 def test_several_strategies_side_by_side(tmp_path):
