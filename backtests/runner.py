@@ -43,6 +43,7 @@ class ReplayProgress:
     processed: int = 0
     started: float = 0.0
     _last: float = 0.0
+    _reported: int = -1
 
     def start(self) -> None:
         self.started = self._last = time.perf_counter()
@@ -52,9 +53,11 @@ class ReplayProgress:
 
     def chunk_done(self, final: bool = False) -> None:
         now = time.perf_counter()
-        if self.report is None or (not final and now - self._last < PROGRESS_EVERY_SECONDS):
+        if self.report is None or self._reported == self.processed:
             return
-        self._last = now
+        if not final and now - self._last < PROGRESS_EVERY_SECONDS:
+            return
+        self._last, self._reported = now, self.processed
         elapsed = now - self.started
         pct = 100.0 * self.processed / self.total if self.total else 100.0
         rate = self.processed / elapsed if elapsed > 0 else 0.0
