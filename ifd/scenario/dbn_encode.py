@@ -80,6 +80,36 @@ class _Mapping:
     intervals: list[_Interval]
 
 
+def glbx_metadata(
+    schema: dbn.Schema,
+    start_ns: int,
+    end_ns: int,
+    mappings: dict[str, tuple[dt.date, dt.date, int]],
+) -> bytes:
+    """Encoded DBN v3 GLBX.MDP3 metadata mapping raw symbols to instrument ids over date ranges.
+
+    ``mappings``: raw symbol -> (first date, end date exclusive, instrument id); symbols keep
+    the given order.
+    """
+    meta = dbn.Metadata(
+        dataset=DATASET,
+        start=start_ns,
+        stype_in=dbn.SType.RAW_SYMBOL,
+        stype_out=dbn.SType.INSTRUMENT_ID,
+        schema=schema,
+        symbols=list(mappings),
+        partial=[],
+        not_found=[],
+        mappings=[
+            _Mapping(symbol, [_Interval(first, last, str(instrument_id))])
+            for symbol, (first, last, instrument_id) in mappings.items()
+        ],
+        end=end_ns,
+        ts_out=False,
+    )
+    return meta.encode()
+
+
 def build_metadata(
     specs: list[InstrumentSpec],
     schema: dbn.Schema,
@@ -89,24 +119,7 @@ def build_metadata(
 ) -> bytes:
     """Encoded DBN v3 metadata: raw_symbol -> instrument_id mappings for the session date."""
     nxt = session + dt.timedelta(days=1)
-    mappings = [
-        _Mapping(s.raw_symbol, [_Interval(session, nxt, str(s.instrument_id))])
-        for s in specs
-    ]
-    meta = dbn.Metadata(
-        dataset=DATASET,
-        start=start_ns,
-        stype_in=dbn.SType.RAW_SYMBOL,
-        stype_out=dbn.SType.INSTRUMENT_ID,
-        schema=schema,
-        symbols=[s.raw_symbol for s in specs],
-        partial=[],
-        not_found=[],
-        mappings=mappings,
-        end=end_ns,
-        ts_out=False,
-    )
-    return meta.encode()
+    return glbx_metadata(schema, start_ns, end_ns, {s.raw_symbol: (session, nxt, s.instrument_id) for s in specs})
 
 
 def compact_to_mbo(rows: np.ndarray) -> np.ndarray:

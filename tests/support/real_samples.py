@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import databento_dbn as dbn
 import numpy as np
 import zstandard
+
+from ifd.scenario.dbn_encode import glbx_metadata
 
 from tests.support.book_reference import read_dbn
 
@@ -35,23 +36,6 @@ ESH4_ACTIVATION_NS = int(dt.datetime(2022, 12, 16, 14, 30, tzinfo=dt.UTC).timest
 ESH4_DEF_TS_NS = int(dt.datetime(2023, 12, 24, tzinfo=dt.UTC).timestamp() * 1e9)
 ESH4_MAP_START = dt.date(2023, 12, 24)
 ESH4_MAP_END = dt.date(2023, 12, 26)
-
-
-@dataclass(frozen=True)
-class _Interval:
-    """A symbology interval in the shape `databento_dbn.Metadata` expects."""
-
-    start_date: dt.date
-    end_date: dt.date
-    symbol: str
-
-
-@dataclass(frozen=True)
-class _Mapping:
-    """A raw-symbol mapping in the shape `databento_dbn.Metadata` expects."""
-
-    raw_symbol: str
-    intervals: list[_Interval] = field(default_factory=list)
 
 
 def _def_kwargs(record: dbn.InstrumentDefMsg) -> dict[str, object]:
@@ -101,23 +85,9 @@ def write_dbn(
     payload: bytes,
 ) -> Path:
     """Write metadata (raw_symbol -> instrument_id mappings) + raw records as zstd DBN."""
-    metadata = dbn.Metadata(
-        dataset="GLBX.MDP3",
-        start=start_ns,
-        end=end_ns,
-        stype_in=dbn.SType.RAW_SYMBOL,
-        stype_out=dbn.SType.INSTRUMENT_ID,
-        schema=schema,
-        symbols=sorted(mappings),
-        partial=[],
-        not_found=[],
-        mappings=[
-            _Mapping(symbol, [_Interval(first, last, str(instrument_id))])
-            for symbol, (first, last, instrument_id) in sorted(mappings.items())
-        ],
-    )
+    metadata = glbx_metadata(schema, start_ns, end_ns, dict(sorted(mappings.items())))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(zstandard.ZstdCompressor().compress(metadata.encode() + payload))
+    path.write_bytes(zstandard.ZstdCompressor().compress(metadata + payload))
     return path
 
 
