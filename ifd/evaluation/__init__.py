@@ -1,0 +1,1 @@
+"""Scoring of signals against labeled episodes (``ifd evaluate``)."""
