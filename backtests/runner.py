@@ -29,6 +29,7 @@ from backtests.config import load_backtest_spec
 from catalogs.layout import check_catalog_path
 from catalogs.listing import describe_catalog
 from ifd.errors import IfdError
+from strategies.signals import write_signals
 
 RUNS_DIR = Path("backtests/runs")
 PROGRESS_EVERY_SECONDS = 2.0
@@ -237,6 +238,10 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
             "positions": _write_report(trader.generate_positions_report(), staging / "positions.csv"),
             "account": _write_report(trader.generate_account_report(venue), staging / "account.csv"),
         }
+        signal_rows = [row for strategy in trader.strategies() if hasattr(strategy, "signal_rows")
+                       for row in strategy.signal_rows()]
+        counts["signals"] = write_signals(signal_rows, staging / "signals.parquet")  # empty is valid
+        strategies = _strategy_results(trader, orders, trader.generate_positions_report())
         result = engine.get_result()
         summary = {
             "config": str(spec.path),
@@ -256,8 +261,11 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
             "reports": counts,
             "stats_pnls": _jsonable(result.stats_pnls),
             "stats_returns": _jsonable(result.stats_returns),
-            "strategies": _strategy_results(trader, orders),
+            "strategies": strategies,
         }
+        comparison = _comparison(strategies)
+        if comparison:
+            summary["comparison"] = comparison
         (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
         if run_dir.exists():
             run_dir.rmdir()  # empty (checked before the run)
@@ -268,7 +276,17 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
     return summary
 
 
-def _strategy_results(trader, orders: pd.DataFrame) -> dict:
+def _money(value) -> float:
+    """A NautilusTrader money string ("12.50 USD") or number as float."""
+    if isinstance(value, str):
+        value = value.split()[0] if value.strip() else "nan"
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _strategy_results(trader, orders: pd.DataFrame, positions: pd.DataFrame) -> dict:
     results = {}
     for strategy in trader.strategies():
         sid = strategy.id.value
@@ -277,7 +295,37 @@ def _strategy_results(trader, orders: pd.DataFrame) -> dict:
             "config": _jsonable(strategy.config.dict()),
             "orders": int((orders["strategy_id"] == sid).sum()) if "strategy_id" in orders else 0,
         }
+        if "strategy_id" in positions:
+            mine = positions[positions["strategy_id"] == sid]
+            pnl = mine["realized_pnl"].map(_money) if "realized_pnl" in mine else pd.Series(dtype=float)
+            entry["positions"] = len(mine)
+            entry["realized_pnl_usd"] = round(float(pnl.sum()), 2) if len(pnl) else 0.0
         if hasattr(strategy, "summary"):
             entry["results"] = strategy.summary()
         results[sid] = entry
     return results
+
+
+def _comparison(strategies: dict) -> list[dict]:
+    """The A/B table: one row per IFD strategy, side by side."""
+    rows = []
+    for sid, entry in strategies.items():
+        res = entry.get("results", {})
+        if "algorithm" not in res:
+            continue
+        rows.append(
+            {
+                "strategy_id": sid,
+                "algorithm": res["algorithm"],
+                "mode": res.get("mode"),
+                "signals": res.get("signals"),
+                "signals_acted": res.get("signals_acted"),
+                "orders": entry["orders"],
+                "positions": entry.get("positions", 0),
+                "realized_pnl_usd": entry.get("realized_pnl_usd", 0.0),
+                "healthy_at_end": res.get("healthy_at_end"),
+                "fallback": res.get("takeover_events") or res.get("status_events") or [],
+                "decision_latency_us_p99": (res.get("decision_latency_us") or {}).get("p99"),
+            },
+        )
+    return rows
