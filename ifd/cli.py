@@ -26,7 +26,7 @@ def _scenario_config(args: argparse.Namespace):
 
     overrides = {
         name: getattr(args, name)
-        for name in ("seed", "strikes", "expiries", "minutes", "rate", "date")
+        for name in ("seed", "strikes", "expiries", "minutes", "rate", "date", "days")
         if getattr(args, name, None) is not None
     }
     try:
@@ -93,6 +93,34 @@ def cmd_backtest_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baselines_build(args: argparse.Namespace) -> int:
+    from ifd.detection.baselines import build_baselines
+
+    result = build_baselines(
+        Path(args.catalog), date=args.date, lookback=args.lookback, window_ns=int(args.window * 1e9), progress=_say,
+    )
+    out = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+    print(json.dumps(out, indent=2, default=str) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ifd.evaluation.report import evaluate_run
+    from ifd.evaluation.report import write_evaluation
+
+    run_dir = Path(args.run_dir)
+    result = evaluate_run(
+        run_dir, Path(args.labels), tolerance_s=args.tolerance, catalog=Path(args.catalog) if args.catalog else None,
+    )
+    written = write_evaluation(run_dir, result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print((run_dir / "evaluation.md").read_text())
+        _say(f"wrote {written if written else run_dir / 'evaluation.json'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backtests.demo import run_demo
 
@@ -145,7 +173,41 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--minutes", type=int, help="session length in minutes")
     gen.add_argument("--rate", type=float, help="mean background MBO records per second over the chain")
     gen.add_argument("--date", help="session date, YYYY-MM-DD (UTC)")
+    gen.add_argument(
+        "--days", type=int,
+        help="sessions in all: the episode day plus DAYS-1 history days (under OUT/history/) for baselines",
+    )
     gen.set_defaults(func=cmd_scenario_generate)
+
+    baselines = groups.add_parser("baselines", help="per-instrument historical baselines for IFD v3").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    bl = baselines.add_parser(
+        "build",
+        help="compute (incrementally) the N-day baseline for a date from the catalog's trades",
+        description="Per instrument: mean, std and percentiles of windowed volume, pressure and net premium "
+        "over the LOOKBACK trading days before DATE, from the catalog's TradeTick data (vectorized). "
+        "Daily statistics are cached under CATALOG/baselines/daily and only new days are computed.",
+    )
+    bl.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="catalog folder (default: %(default)s)")
+    bl.add_argument("--date", help="the day the baseline is for, YYYY-MM-DD (default: the catalog's last day)")
+    bl.add_argument("--lookback", type=int, default=20, help="trading days of history (default: %(default)s)")
+    bl.add_argument("--window", type=float, default=300.0, help="window length in seconds (default: %(default)s)")
+    bl.add_argument("--json", action="store_true", help="print the result as JSON")
+    bl.set_defaults(func=cmd_baselines_build)
+
+    evaluate = groups.add_parser(
+        "evaluate",
+        help="score a run's signals against labeled episodes (precision, recall, F1, causes, delays)",
+        description="Score each algorithm's signals in RUN_DIR/signals.parquet against the scenario's labels, "
+        "next to a naive net-premium reference detector; write evaluation.md and evaluation.json into the run.",
+    )
+    evaluate.add_argument("run_dir", help="a backtest run folder")
+    evaluate.add_argument("--labels", required=True, help="the scenario's labels.parquet")
+    evaluate.add_argument("--tolerance", type=float, default=60.0, help="seconds after an episode's end a hit may come")
+    evaluate.add_argument("--catalog", help="catalog of the run (default: the one in summary.json)")
+    evaluate.add_argument("--json", action="store_true", help="print the evaluation JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     catalog = groups.add_parser("catalog", help="NautilusTrader Parquet data catalog").add_subparsers(
         dest="action", metavar="ACTION", required=True,

@@ -7,6 +7,10 @@
 * ``labels.parquet`` - one row per planted episode,
 
 and returns a summary.  The same config (seed included) gives byte-identical files.
+
+With ``days=N > 1`` it also writes ``N - 1`` history sessions, one per previous weekday, in
+``history/<YYYY-MM-DD>/`` (same three files); see ``ifd.scenario.history``.  The main day's files
+do not depend on ``days``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ DEFINITION_FILE = "definition.dbn.zst"
 MBO_FILE = "mbo.dbn.zst"
 LABELS_FILE = "labels.parquet"
 KINDS = ("institutional", "mm_straddle", "volume_noise")
+HISTORY_DIR = "history"
+MAX_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class ScenarioConfig:
     straddle_vol_crush: float = (
         0.02  # IV removed from a straddle strike (0.02 = 2 vol points)
     )
+    days: int = 1  # the main day plus days - 1 history weekdays before it
 
     def session_bounds(self) -> tuple[dt.date, int, int]:
         """Session date and start / end timestamps (ns since epoch, UTC)."""
@@ -96,6 +103,10 @@ class ScenarioConfig:
             (
                 min(self.institutional, self.mm_straddle, self.volume_noise) >= 0,
                 "episode counts must be >= 0",
+            ),
+            (
+                isinstance(self.days, int) and 1 <= self.days <= MAX_DAYS,
+                f"days must be an integer from 1 to {MAX_DAYS}",
             ),
         ]
         for ok, msg in checks:
@@ -178,12 +189,14 @@ def generate_scenario(
     out_dir: Path, config: ScenarioConfig, progress: Callable[[str], None] | None = None
 ) -> dict:
     """Write definition.dbn.zst, mbo.dbn.zst, labels.parquet into out_dir; return a summary dict
-    (records per action, instruments, episodes per kind, files, seconds)."""
+    (records per action, instruments, episodes per kind, files, seconds).
+
+    With ``config.days > 1`` the history sessions follow in ``out_dir/history/<date>/`` and the
+    summary's ``history`` lists them (oldest first) as ``{date, records, files, ...}``.
+    """
     config.validate()
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    day, start_ns, end_ns = config.session_bounds()
+    day, _, _ = config.session_bounds()
     try:
         specs = build_chain(
             day,
@@ -194,6 +207,47 @@ def generate_scenario(
         )
     except ValueError as exc:
         raise IfdError(f"scenario config: {exc}") from exc
+    summary = _generate_session(
+        out_dir,
+        config,
+        specs,
+        SessionSeeds(
+            tape=[config.seed, 1],
+            market=config.seed * 1_000_003 + 1,
+            episodes=config.seed * 1_000_003 + 2,
+        ),
+        progress,
+    )
+    summary["history"] = []
+    if config.days > 1:
+        from ifd.scenario.history import generate_history
+
+        summary["history"] = generate_history(
+            out_dir / HISTORY_DIR, config, specs, progress
+        )
+    return summary
+
+
+@dataclass(frozen=True)
+class SessionSeeds:
+    """Seeds of one session's three random streams (tape latencies, market, episodes)."""
+
+    tape: list[int]
+    market: int
+    episodes: int
+
+
+def _generate_session(
+    out_dir: Path,
+    config: ScenarioConfig,
+    specs: list,
+    seeds: SessionSeeds,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Simulate one session of ``config`` (its date, underlying and episode counts) on ``specs``."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    day, start_ns, end_ns = config.session_bounds()
     say = progress or (lambda _msg: None)
     def_path = write_definitions(
         out_dir / DEFINITION_FILE, specs, day, start_ns, end_ns, config.underlying_price
@@ -204,13 +258,13 @@ def generate_scenario(
         out_dir / MBO_FILE, build_metadata(specs, dbn.Schema.MBO, day, start_ns, end_ns)
     )
     try:
-        tape = Tape(np.random.default_rng([config.seed, 1]), writer.write_rows)
+        tape = Tape(np.random.default_rng(seeds.tape), writer.write_rows)
         mparams = MarketParams(annual_vol=config.annual_vol, atm_iv=config.atm_iv)
         market = Market(
             specs,
             mparams,
             tape,
-            random.Random(config.seed * 1_000_003 + 1),
+            random.Random(seeds.market),
             start_ns,
             end_ns,
             config.underlying_price,
@@ -227,7 +281,7 @@ def generate_scenario(
         runner = EpisodeRunner(
             market,
             eparams,
-            random.Random(config.seed * 1_000_003 + 2),
+            random.Random(seeds.episodes),
             config.strike_step,
         )
         episodes = runner.plan()
