@@ -3,18 +3,21 @@
 A backtest file has these tables (see ``configs/backtests/demo.toml``):
 
 - ``[run]``: ``name``, ``catalog`` (relative paths resolve from the working directory),
+  ``baselines`` (true: strategies read `ifd baselines build` output from the catalog),
   ``chunk_size`` (records per streamed chunk), optional ``start`` / ``end``.
 - ``[venue]``: fields of ``BacktestVenueConfig``; ``[venue.fill_model]`` fields of
   ``FillModelConfig``; ``[venue.latency_model]`` fields of ``LatencyModelConfig``.
 - ``[data]``: ``types`` (``OrderBookDelta``, ``TradeTick``, ``QuoteTick``) and
   ``instrument_ids`` (empty: every instrument in the catalog).
 - ``[risk_engine]``: fields of ``RiskEngineConfig``; ``[logging]``: fields of ``LoggingConfig``.
-- ``[[strategies]]``: ``strategy_path``, ``config_path`` and a ``[strategies.config]`` table;
+- ``[[strategies]]``: ``strategy_path``, ``config_path``, an optional ``profile`` (a TOML under
+  ``configs/profiles/`` whose tables fill the config) and a ``[strategies.config]`` table;
   several strategies may run side by side.
 """
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +74,48 @@ def _convert(path: Path, section: str, value: Any, cls: type) -> Any:
         raise IfdError(f"{path}: [{section}] {exc}") from None
 
 
+PROFILE_KEYS = {"detector", "trading", "quality", "data_mode"}
+
+
+def resolve_project_path(value: str | Path) -> Path:
+    """A path as given, or else relative to the project root (configs/... work from anywhere)."""
+    path = Path(value)
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = Path(__file__).resolve().parents[1] / path
+    return candidate if candidate.exists() else path
+
+
+def _profile_tables(config_path: Path, profile: str) -> dict:
+    """The strategy-config fields a profile TOML supplies ([detector], [trading], [quality], data_mode)."""
+    profile_path = resolve_project_path(profile)
+    try:
+        raw = tomllib.loads(profile_path.read_text())
+    except FileNotFoundError:
+        raise IfdError(f"{config_path}: profile {profile} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IfdError(f"{profile_path}: invalid TOML ({exc})") from None
+    unknown = set(raw) - PROFILE_KEYS
+    if unknown:
+        raise IfdError(f"{profile_path}: unknown profile key(s) {', '.join(sorted(unknown))}")
+    if raw.get("data_mode", "historical") not in ("historical", "live"):
+        raise IfdError(f"{profile_path}: data_mode must be 'historical' or 'live'")
+    tables = {key: raw[key] for key in ("detector", "trading", "quality") if key in raw}
+    tables["data_mode"] = raw.get("data_mode", "historical")
+    tables["profile"] = str(profile)
+    return tables
+
+
+def _accepts(config_path: str, field: str) -> bool:
+    """Whether the strategy config class at ``module:Class`` has ``field``."""
+    module, _, name = config_path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False  # reported when the node builds the strategy
+    return field in getattr(cls, "__struct_fields__", ())
+
+
 def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -> BacktestSpec:
     """Read and validate a backtest TOML file; every error names the file and the setting."""
     path = Path(path)
@@ -85,6 +130,9 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
         raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
 
     run = raw.get("run", {})
+    unknown_run = set(run) - {"name", "catalog", "chunk_size", "start", "end", "baselines"}
+    if unknown_run:
+        raise IfdError(f"{path}: [run] unknown key(s) {', '.join(sorted(unknown_run))}")
     name = str(run.get("name") or path.stem)
     catalog_value = catalog_override or run.get("catalog")
     if not catalog_value:
@@ -134,11 +182,18 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
         for key in ("strategy_path", "config_path"):
             if not entry.get(key):
                 raise IfdError(f"{path}: [[strategies]] #{index + 1} needs {key}")
+        unknown = set(entry) - {"strategy_path", "config_path", "profile", "config"}
+        if unknown:
+            raise IfdError(f"{path}: [[strategies]] #{index + 1} unknown key(s) {', '.join(sorted(unknown))}")
+        config = _profile_tables(path, entry["profile"]) if entry.get("profile") else {}
+        config.update(entry.get("config", {}))
+        if run.get("baselines") and _accepts(entry["config_path"], "baselines_catalog"):
+            config.setdefault("baselines_catalog", str(Path(catalog_value)))
         strategies.append(
             ImportableStrategyConfig(
                 strategy_path=entry["strategy_path"],
                 config_path=entry["config_path"],
-                config=dict(entry.get("config", {})),
+                config=config,
             ),
         )
     if not strategies:

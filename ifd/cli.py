@@ -121,6 +121,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from backtests.study import parse_seeds
+    from backtests.study import run_study
+    from ifd.evaluation.report import render_aggregate_markdown
+
+    scenario = _scenario_config(args)
+    study = run_study(
+        parse_seeds(args.seeds), Path(args.workdir), scenario=scenario, config=Path(args.config),
+        name=args.name, progress=_say,
+    )
+    print(json.dumps(study, indent=2, default=str) if args.json else render_aggregate_markdown(study))
+    _say(f"wrote {Path(args.workdir) / (args.name + '.md')} and .json")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backtests.demo import run_demo
 
@@ -243,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog", help="catalog folder (overrides the config's catalog)")
     run.add_argument("--out", help="run folder (default: backtests/runs/<UTC timestamp>-<config name>/)")
     run.set_defaults(func=cmd_backtest_run)
+
+    study = groups.add_parser(
+        "study",
+        help="detection quality over several seeds: generate, ingest, backtest v1+v3, evaluate, pool",
+        description="For each seed: generate a session (default generator settings unless overridden), "
+        "ingest it, build baselines when --days gives history, replay it with IFD v1 and v3 in shadow "
+        "(configs/backtests/shadow_v1_v3.toml) and score it; then pool the seeds.",
+    )
+    study.add_argument("--seeds", required=True, help="seeds, e.g. 1-5 or 6-10 or 1,3,7")
+    study.add_argument("--workdir", default="data/study", help="where seeds and results go (default: %(default)s)")
+    study.add_argument("--name", default="study", help="result file stem (default: %(default)s)")
+    study.add_argument("--config", default="configs/backtests/shadow_v1_v3.toml", help="backtest TOML")
+    study.add_argument("--days", type=int, help="sessions per seed incl. history days for baselines (default 1)")
+    for name, kind in (("strikes", int), ("expiries", int), ("minutes", int), ("rate", float)):
+        study.add_argument(f"--{name}", type=kind, help=f"scenario {name} (default: the generator's)")
+    study.add_argument("--json", action="store_true", help="print the pooled JSON instead of the table")
+    study.set_defaults(func=cmd_study, seed=None, date=None)
 
     demo = groups.add_parser(
         "demo",
