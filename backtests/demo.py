@@ -1,4 +1,8 @@
-"""``ifd demo``: generate the demo scenario, ingest it, run the demo backtest, print the summary."""
+"""``ifd demo``: generate the demo scenario, ingest it, run the A/B backtest, evaluate it, print the summary.
+
+The default run is ``configs/backtests/ab_v1_v3.toml``: IFD v3 trading, IFD v1 as its fallback,
+scored against the scenario's labels next to the naive reference detector.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from pathlib import Path
 from backtests.runner import RunResult
 from backtests.runner import run_backtest
 from catalogs.ingest import ingest
+from ifd.evaluation.report import evaluate_run
+from ifd.evaluation.report import write_evaluation
 from ifd.scenario.generate import ScenarioConfig
 from ifd.scenario.generate import generate_scenario
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "backtests" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "backtests" / "ab_v1_v3.toml"
 
 
 def run_demo(
@@ -45,11 +51,13 @@ def run_demo(
     )
     run_dir = workdir / "runs" / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-demo")
     result = run_backtest(config, catalog=catalog, out=run_dir, progress=say)
-    _print_summary(result, scenario_dir)
+    evaluation = evaluate_run(result.run_dir, scenario_dir / "labels.parquet", catalog=catalog)
+    write_evaluation(result.run_dir, evaluation)
+    _print_summary(result, scenario_dir, evaluation)
     return result
 
 
-def _print_summary(result: RunResult, scenario_dir: Path) -> None:
+def _print_summary(result: RunResult, scenario_dir: Path, evaluation: dict) -> None:
     s = result.summary
     print(f"run folder        {result.run_dir}")
     print(f"records replayed  {s['records_processed']:,} of {s['records_total']:,} in {s['wall_seconds']} s "
@@ -57,6 +65,20 @@ def _print_summary(result: RunResult, scenario_dir: Path) -> None:
     print(f"labels            {scenario_dir / 'labels.parquet'}")
     for sid, entry in s["strategies"].items():
         res = entry.get("results", {})
-        print(f"strategy {sid}: {res.get('order_book_deltas', 0):,} book deltas, "
-              f"{res.get('trade_ticks', 0):,} trades over {res.get('instruments_seen', 0)} instruments, "
-              f"{entry['orders']} orders")
+        if "algorithm" in res:
+            takeover = "; took over trading" if res["takeover_events"] else ""
+            print(f"strategy {sid} ({res['algorithm']}, {res['mode']}{takeover}): {res['signals']} signals, "
+                  f"{res['entries']} entries, {entry['orders']} orders, "
+                  f"realized P&L {entry.get('realized_pnl_usd', 0.0):,.2f} USD, "
+                  f"decision latency p99 {res['decision_latency_us']['p99']} us")
+        else:
+            print(f"strategy {sid}: {res.get('order_book_deltas', 0):,} book deltas, "
+                  f"{res.get('trade_ticks', 0):,} trades over {res.get('instruments_seen', 0)} instruments, "
+                  f"{entry['orders']} orders")
+    print()
+    print(f"{'algorithm':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'signals':>8} {'FP straddle':>12}")
+    for name in evaluation["algorithms"]:
+        row = evaluation[name]
+        print(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['signals']:>8} "
+              f"{row['false_positives_by_cause']['mm_straddle']:>12}")
+    print(f"(full table: {result.run_dir / 'evaluation.md'})")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ifd.errors import IfdError
 
-BENCH_CONFIG = Path("configs/backtests/demo.toml")
+BENCH_CONFIG = Path("configs/backtests/demo.toml")  # FlowCounter: the no-op baseline
+IFD_CONFIG = Path("configs/backtests/shadow_v1_v3.toml")  # IFD v1 + v3 side by side, shadow
 BENCH_MINUTES = 120
 
 
@@ -91,6 +92,16 @@ def run_bench(workdir: Path, records: int = 1_000_000, out: Path | None = None) 
     )
     summary = json.loads(run_out)
 
+    ifd_out, ifd_wall, ifd_mem = _run_phase(
+        ["backtest", "run", str(IFD_CONFIG), "--catalog", str(catalog), "--out", str(workdir / "run_ifd")],
+    )
+    ifd = json.loads(ifd_out)
+    latency = {
+        entry["results"]["algorithm"]: entry["results"]["decision_latency_us"]
+        for entry in ifd["strategies"].values()
+        if "algorithm" in entry.get("results", {})
+    }
+
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -120,7 +131,17 @@ def run_bench(workdir: Path, records: int = 1_000_000, out: Path | None = None) 
             "process_wall_seconds": round(run_wall, 2),
             "peak_memory_mb": round(run_mem),
         },
-        "peak_memory_mb": round(max(gen_mem, ing_mem, run_mem)),
+        "replay_ifd_v1_v3": {
+            "strategies": "IFD v1 + IFD v3, shadow (configs/backtests/shadow_v1_v3.toml)",
+            "records_per_second": ifd["records_per_second"],
+            "records_processed": ifd["records_processed"],
+            "seconds": ifd["wall_seconds"],
+            "added_to_noop_pct": round(100.0 * (ifd["wall_seconds"] / summary["wall_seconds"] - 1.0), 1),
+            "decision_latency_us": latency,
+            "process_wall_seconds": round(ifd_wall, 2),
+            "peak_memory_mb": round(ifd_mem),
+        },
+        "peak_memory_mb": round(max(gen_mem, ing_mem, run_mem, ifd_mem)),
     }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

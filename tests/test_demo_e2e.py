@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,8 @@ SMALL = ScenarioConfig(seed=11, strikes=4, expiries=1, minutes=12, rate=150.0)
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    return workdir, run_demo(workdir, scenario=SMALL)
+    # The flow counter sees every book delta and trade: the replay's counts must equal the catalog's.
+    return workdir, run_demo(workdir, scenario=SMALL, config=Path("configs/backtests/demo.toml"))
 
 
 def test_demo_replays_exactly_what_the_catalog_holds(demo_run):
@@ -90,3 +92,15 @@ def test_bad_scenario_settings_are_one_line_errors(tmp_path, capsys):
     assert main(["scenario", "generate", "--out", str(tmp_path), "--strikes", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ifd: error:") and "strikes" in err and "\n" not in err
+
+
+def test_default_demo_runs_the_ab_backtest_and_evaluates_it(tmp_path, capsys):
+    result = run_demo(tmp_path, scenario=SMALL)
+    out = capsys.readouterr().out
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    modes = {row["algorithm"]: row["mode"] for row in summary["comparison"]}
+    assert modes == {"ifd_v3": "trade", "ifd_v1": "fallback"}
+    evaluation = json.loads((result.run_dir / "evaluation.json").read_text())
+    assert {"ifd_v1", "ifd_v3", "naive_net_premium"} <= set(evaluation)
+    assert "naive_net_premium" in out and "ifd_v3" in out
+    assert (result.run_dir / "evaluation.md").exists()
