@@ -9,11 +9,13 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import msgspec
 from nautilus_trader.backtest.config import BacktestRunConfig
 from nautilus_trader.backtest.node import BacktestNode
@@ -27,6 +29,8 @@ from backtests.config import BacktestSpec
 from backtests.config import build_run_config
 from backtests.config import load_backtest_spec
 from catalogs.layout import check_catalog_path
+from catalogs.layout import file_interval
+from catalogs.layout import leaf_dir
 from catalogs.listing import describe_catalog
 from ifd.errors import IfdError
 from strategies.signals import write_signals
@@ -140,16 +144,47 @@ class RunResult:
 
 
 def catalog_rows(spec: BacktestSpec) -> dict[str, dict[str, int]]:
-    """Rows per configured data type and instrument, from the catalog's Parquet footers."""
+    """Rows to replay per configured data type and instrument (within the run's time range)."""
     check_catalog_path(spec.catalog, create=False)
     described = describe_catalog(spec.catalog)["data_types"]
     wanted = set(spec.instrument_ids)
+    lo = _ns(spec.start, 0)
+    hi = _ns(spec.end, 2**63 - 1)
     out: dict[str, dict[str, int]] = {}
     for name in spec.data_types:
         folder = class_to_filename(_data_class(name))
         per = described.get(folder, {}).get("instruments", {})
-        out[name] = {k: v["rows"] for k, v in per.items() if not wanted or k in wanted}
+        rows = {}
+        for instrument, info in per.items():
+            if wanted and instrument not in wanted:
+                continue
+            if spec.start is None and spec.end is None:
+                rows[instrument] = info["rows"]
+            else:
+                rows[instrument] = _rows_in_range(leaf_dir(spec.catalog, _data_class(name), instrument), lo, hi)
+        out[name] = {k: v for k, v in rows.items() if v}
     return out
+
+
+def _ns(value: str | int | None, default: int) -> int:
+    if value is None:
+        return default
+    return int(value) if isinstance(value, int) else pd.Timestamp(value).value
+
+
+def _rows_in_range(leaf: Path, lo: int, hi: int) -> int:
+    """Rows with lo <= ts_init <= hi: footers for files inside the range, the ts column otherwise."""
+    total = 0
+    for file in leaf.glob("*.parquet"):
+        interval = file_interval(file)
+        if interval is not None and (interval[1] < lo or interval[0] > hi):
+            continue
+        if interval is not None and lo <= interval[0] and interval[1] <= hi:
+            total += pq.ParquetFile(file).metadata.num_rows
+            continue
+        ts = pq.read_table(file, columns=["ts_init"]).column("ts_init").to_numpy()
+        total += int(((ts >= lo) & (ts <= hi)).sum())
+    return total
 
 
 def _data_class(name: str) -> type:
@@ -185,9 +220,16 @@ def run_backtest(
     catalog: Path | None = None,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    start: str | int | None = None,
+    end: str | int | None = None,
 ) -> RunResult:
-    """Run one backtest file and write its run folder; returns the folder and the summary."""
+    """Run one backtest file and write its run folder; returns the folder and the summary.
+
+    ``start`` / ``end`` (ISO time or ns, inclusive) override the file's ``[run]`` range.
+    """
     spec = load_backtest_spec(config_path, catalog_override=catalog)
+    if start is not None or end is not None:
+        spec = replace(spec, start=start if start is not None else spec.start, end=end if end is not None else spec.end)
     rows = catalog_rows(spec)
     total = sum(sum(per.values()) for per in rows.values())
     if total == 0:

@@ -14,6 +14,8 @@ from dataclasses import asdict
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from backtests.runner import run_backtest
 from catalogs.ingest import ingest
 from ifd.errors import IfdError
@@ -69,7 +71,11 @@ def run_seed(
         say(f"seed {seed}: building baselines over {len(summary['history'])} history days")
         build_baselines(catalog, date=scenario.date, lookback=BASELINE_LOOKBACK)
     say(f"seed {seed}: backtest")
-    run = run_backtest(config, catalog=catalog, out=seed_dir / "run")
+    # The catalog holds the history days too: replay the episode day only.
+    day = pd.Timestamp(scenario.date, tz="UTC")
+    run = run_backtest(
+        config, catalog=catalog, out=seed_dir / "run", start=day.value, end=(day + pd.Timedelta(days=1)).value - 1,
+    )
     result = evaluate_run(run.run_dir, scenario_dir / "labels.parquet", catalog=catalog)
     write_evaluation(run.run_dir, result)
     result["seed"] = seed

@@ -87,6 +87,8 @@ def cmd_backtest_run(args: argparse.Namespace) -> int:
         catalog=Path(args.catalog) if args.catalog else None,
         out=Path(args.out) if args.out else None,
         progress=_say,
+        start=args.start,
+        end=args.end,
     )
     print(json.dumps(result.summary, indent=2))
     _say(f"run folder: {result.run_dir}")
@@ -257,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="backtest TOML, e.g. configs/backtests/demo.toml")
     run.add_argument("--catalog", help="catalog folder (overrides the config's catalog)")
     run.add_argument("--out", help="run folder (default: backtests/runs/<UTC timestamp>-<config name>/)")
+    run.add_argument("--start", help="replay from this time (ISO 8601, UTC), overriding [run] start")
+    run.add_argument("--end", help="replay up to this time (ISO 8601, UTC, inclusive), overriding [run] end")
     run.set_defaults(func=cmd_backtest_run)
 
     study = groups.add_parser(
