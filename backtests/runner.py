@@ -166,6 +166,10 @@ def catalog_rows(spec: BacktestSpec) -> dict[str, dict[str, int]]:
     return out
 
 
+def _iso(ns: int | None) -> str | None:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat() if ns else None
+
+
 def _ns(value: str | int | None, default: int) -> int:
     if value is None:
         return default
@@ -294,8 +298,8 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
             "wall_seconds": round(wall, 3),
             "records_per_second": round(tracker.processed / wall) if wall > 0 else None,
             "catalog_rows": rows,
-            "backtest_start": str(result.backtest_start) if result.backtest_start else None,
-            "backtest_end": str(result.backtest_end) if result.backtest_end else None,
+            "backtest_start": _iso(result.backtest_start),
+            "backtest_end": _iso(result.backtest_end),
             "iterations": result.iterations,
             "total_events": result.total_events,
             "total_orders": result.total_orders,
