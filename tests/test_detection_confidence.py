@@ -49,7 +49,12 @@ def test_market_making_flags_reduce() -> None:
     assert conf(straddle=1.0) == pytest.approx(base * (1 - W.straddle_penalty))
     assert conf(crushed=True) < base
     assert conf(refreshed=True) < base
-    assert mm_factor(1.0, True, True, W) < mm_factor(1.0, False, False, W) < 1.0
+    assert mm_factor(0.8, True, True, W) < mm_factor(0.8, False, False, W) < 1.0
+    # the tuned penalty suppresses any flagged straddle: at the smallest balance that flags one
+    # the confidence stays below the signal threshold whatever the other factors
+    p = V3Params()
+    assert conf(z=20.0, vel=5.0, size=1e7, urg=1.0) == pytest.approx(1.0)
+    assert conf(z=20.0, vel=5.0, size=1e7, urg=1.0, straddle=p.straddle_min_balance) < p.min_confidence
 
 
 def test_risk_adjustment_for_spread_and_liquidity() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ifd.detection.straddles import MM_REFRESH
 from ifd.detection.straddles import SWEEP
 from ifd.detection.straddles import CrossStrikeTiming
@@ -19,54 +21,98 @@ K = ("NQZ6", 1, 21000.0)
 
 
 def monitor() -> StraddleMonitor:
-    return StraddleMonitor(300 * SEC, 10 * SEC, pair_ns=5_000_000, min_leg_volume=20, min_balance=0.5, min_paired_share=0.3)
+    return StraddleMonitor(300 * SEC, 10 * SEC, min_leg_volume=20, min_balance=0.6)
 
 
-def test_balanced_two_sided_straddle_is_flagged() -> None:
+@pytest.mark.parametrize("side", [SELL, BUY])
+def test_same_direction_balanced_straddle_within_five_minutes_is_flagged(side: int) -> None:
     m = monitor()
     t = 0
-    for k in range(12):  # both legs within 200 us, sides alternating, 10 lots a leg
-        side = BUY if k % 2 == 0 else SELL
+    for k in range(12):  # both legs the same way, 10 lots a leg; the put 200 us or 3 s later
         m.add(K, True, t, side, 10)
-        m.add(K, False, t + 200 * US, side, 10)
-        t += 15 * SEC
-    st = m.state(K, t)
+        m.add(K, False, t + (200 * US if k % 3 else 3 * SEC), side, 10)
+        t += 20 * SEC
+    st = m.state(K, t, side)
     assert st.flagged
     assert st.call_volume == st.put_volume == 120
-    assert st.paired_volume == 120
-    assert st.paired_share == 1.0
-    assert st.score == 1.0
+    assert st.balance == 1.0 and st.score == 1.0
+    # seen from the other side it is nothing: no leg was traded that way
+    other = m.state(K, t, -side)
+    assert not other.flagged and other.score == 0.0
 
 
-def test_busy_strike_with_independent_legs_is_not_a_straddle() -> None:
+def test_straddle_legs_seconds_apart_and_slightly_unbalanced_are_flagged() -> None:
     m = monitor()
-    t = 0
-    for k in range(40):  # balanced call and put volume, but never traded together
-        m.add(K, k % 2 == 0, t, BUY if k % 3 else SELL, 5)
-        t += 3 * SEC
-    st = m.state(K, t)
-    assert st.balance == 1.0 and st.paired_share == 0.0
-    assert not st.flagged
+    for k in range(10):  # calls sold now, puts sold 2-40 s later, 8 vs 6 lots
+        m.add(K, True, k * 25 * SEC, SELL, 8)
+        m.add(K, False, k * 25 * SEC + (2 + 4 * k) * SEC, SELL, 6)
+    st = m.state(K, 280 * SEC, SELL)
+    assert st.flagged and st.balance == pytest.approx(0.75)
+
+
+def test_straddle_window_is_five_minutes() -> None:
+    m = monitor()
+    m.add(K, True, 0, SELL, 30)
+    m.add(K, False, 250 * SEC, SELL, 30)  # the put sold 4 min 10 s after the call: one straddle
+    assert m.state(K, 260 * SEC, SELL).flagged
+    m2 = monitor()
+    m2.add(K, True, 0, SELL, 30)
+    m2.add(K, False, 320 * SEC, SELL, 30)  # more than 5 min apart: two unrelated trades
+    assert not m2.state(K, 320 * SEC, SELL).flagged
+    # and nothing remains of a straddle five minutes after it
+    assert m.state(K, 255 * SEC + 300 * SEC, SELL).score == 0.0
 
 
 def test_one_sided_call_buying_is_not_a_straddle() -> None:
     m = monitor()
     t = 0
-    for k in range(12):  # calls bought in size, a few retail puts
+    for k in range(12):  # calls bought in size, a few retail puts both ways
         m.add(K, True, t, BUY, 20)
-        if k % 4 == 0:
-            m.add(K, False, t + 2 * SEC, SELL if k % 8 else BUY, 2)
+        if k % 2 == 0:
+            m.add(K, False, t + 2 * SEC, SELL if k % 4 else BUY, 3)
         t += 10 * SEC
-    st = m.state(K, t)
+    st = m.state(K, t, BUY)
     assert not st.flagged
+    assert st.call_volume == 240 and st.put_volume == 9
     assert st.balance < 0.1
     assert st.score == 0.0
-    # and nothing remains of a straddle five minutes after it
-    m2 = monitor()
-    m2.add(K, True, 0, BUY, 30)
-    m2.add(K, False, 100 * US, BUY, 30)
-    assert m2.state(K, 10 * SEC).flagged
-    assert not m2.state(K, 400 * SEC).flagged
+
+
+def test_unbalanced_pair_is_not_a_straddle() -> None:
+    m = monitor()
+    for k in range(12):  # both legs bought together, but 25 calls for every 5 puts
+        m.add(K, True, k * 10 * SEC, BUY, 25)
+        m.add(K, False, k * 10 * SEC + 300 * US, BUY, 5)
+    st = m.state(K, 120 * SEC, BUY)
+    assert st.put_volume == 60 >= m.min_leg_volume
+    assert st.balance == pytest.approx(0.2)
+    assert not st.flagged and st.score == 0.0
+
+
+def test_risk_reversal_is_not_a_straddle() -> None:
+    m = monitor()
+    for k in range(12):  # calls bought and puts sold together: a synthetic long, directional
+        m.add(K, True, k * 10 * SEC, BUY, 15)
+        m.add(K, False, k * 10 * SEC + 300 * US, SELL, 15)
+    assert not m.state(K, 120 * SEC, BUY).flagged
+    assert not m.state(K, 120 * SEC, SELL).flagged
+
+
+def test_small_balanced_legs_are_below_the_minimum() -> None:
+    m = monitor()
+    for k in range(3):  # 3 x 5 lots a leg: balanced, but only 15 contracts
+        m.add(K, True, k * SEC, SELL, 5)
+        m.add(K, False, k * SEC + US, SELL, 5)
+    st = m.state(K, 3 * SEC, SELL)
+    assert st.balance == 1.0 and not st.flagged
+
+
+def test_trades_without_aggressor_side_are_not_counted() -> None:
+    m = monitor()
+    m.add(K, True, 0, 0, 50)
+    m.add(K, False, US, 0, 50)
+    assert m.state(K, SEC, BUY).call_volume == 0.0
+    assert not m.state(K, SEC, SELL).flagged
 
 
 def test_vol_crush_both_legs_falling() -> None:

@@ -132,6 +132,68 @@ def test_straddle_legs_traded_together_are_marked_and_discounted() -> None:
     assert [d for d in run(V3Detector(V3Params(), chain), legs) if d.instrument_id == CALL] == []
 
 
+@pytest.mark.parametrize("side", [SELL, BUY])
+def test_same_direction_balanced_straddle_within_five_minutes_is_suppressed(side: int) -> None:
+    """A vol trader sells (or buys) the call and the put of one strike together, $4M a leg,
+    the put leg 1-3 s after the call: large one-sided premium on each option, no direction."""
+    chain = small_chain()
+    calls = child_orders(CALL, START, END, side, sweep_every=0)
+    puts = [dataclasses.replace(e, ts_event=e.ts_event + (1 + k % 3) * SEC, ts_init=e.ts_init + (1 + k % 3) * SEC)
+            for k, e in enumerate(child_orders(PUT, START, END, side, price=280.0, sweep_every=0))]
+    events = merged(background(chain, 0, END + 300 * SEC), calls, puts)
+    assert run(V3Detector(V3Params(), chain), events) == []
+    # with the minimum confidence opened, both legs show up marked as a straddle
+    p = dataclasses.replace(V3Params(), min_confidence=0.0)
+    marked = run(V3Detector(p, chain), events)
+    assert {d.instrument_id for d in marked} == {CALL, PUT}
+    assert all(any(r.startswith("straddle balance") for r in d.reasons) for d in marked)
+    assert all(d.confidence < V3Params().min_confidence for d in marked)
+    # the call leg alone is directional flow and is found
+    alone = run(V3Detector(V3Params(), chain), merged(background(chain, 0, END + 300 * SEC), calls))
+    assert alone and {d.side for d in alone} == {side}
+
+
+def test_one_sided_call_buying_with_two_sided_put_activity_is_not_suppressed() -> None:
+    chain = small_chain()
+    puts = [trade(PUT, t, 280.0, 5, BUY if k % 2 else SELL) for k, t in enumerate(range(START + 3 * SEC, END, 4 * SEC))]
+    found = run(V3Detector(V3Params(), chain), merged(institutional(BUY, sweep_every=0), puts))
+    calls = [d for d in found if d.instrument_id == CALL]
+    assert calls and {d.side for d in calls} == {BUY}
+    assert calls[0].factors["straddle"] == 0.0
+    assert not any(d.instrument_id == PUT for d in found)
+
+
+def test_unbalanced_call_put_pair_is_not_suppressed() -> None:
+    """Calls bought 15 lots at a time, a 3-lot put alongside: a call buyer with a small hedge."""
+    chain = small_chain()
+    legs = merged(
+        background(chain, 0, END + 300 * SEC),
+        child_orders(CALL, START, END, BUY, size=15, sweep_every=0),
+        child_orders(PUT, START + 300_000, END, BUY, size=3, price=280.0, sweep_every=0),
+    )
+    found = [d for d in run(V3Detector(V3Params(), chain), legs) if d.instrument_id == CALL]
+    assert found and {d.side for d in found} == {BUY}
+    assert found[0].factors["straddle"] == 0.0
+    assert not any(r.startswith("straddle") for r in found[0].reasons)
+
+
+def test_cluster_of_adjacent_strikes_below_the_strike_threshold_is_found() -> None:
+    """$0.7M per 5 minutes on each of three adjacent calls: no strike reaches $1M, the cluster does."""
+    chain = small_chain()
+    strikes = ("QN4X6 C20975.GLBX", CALL, "QN4X6 C21025.GLBX")
+    flow = [child_orders(iid, START + k * 1_500_000_000, START + 600 * SEC, BUY, size=2, sweep_every=0)
+            for k, iid in enumerate(strikes)]
+    events = merged(background(chain, 0, START + 900 * SEC), *flow)
+    found = run(V3Detector(V3Params(), chain), events)
+    assert found and {d.side for d in found} == {BUY}
+    assert {d.instrument_id for d in found} <= set(strikes)
+    assert all(d.notional_usd < V3Params().min_net_premium_usd for d in found)
+    assert any(r.startswith("cluster $") for r in found[0].reasons)
+    # one strike with the same flow is not enough
+    single = run(V3Detector(V3Params(), chain), merged(background(chain, 0, START + 900 * SEC), flow[1]))
+    assert single == []
+
+
 def test_strike_sweep_raises_confidence_over_plain_flow() -> None:
     chain = small_chain()
     p = dataclasses.replace(V3Params(), min_confidence=0.0)

@@ -25,7 +25,12 @@ from ifd.scenario.pricing import (
     opt_on_grid,
     opt_up,
 )
-from tests.support.scenario_checks import event_patterns, nq_price_ok, replay_mbo
+from tests.support.scenario_checks import (
+    TradeInfo,
+    event_patterns,
+    nq_price_ok,
+    replay_mbo,
+)
 
 FILES = ("definition.dbn.zst", "mbo.dbn.zst", "labels.parquet")
 SMALL = ScenarioConfig(seed=11, strikes=4, expiries=1, minutes=15, rate=150.0)
@@ -466,6 +471,7 @@ def test_labels_schema_and_references(scenario):
         types["start_ns"] == types["end_ns"] == "int64"
         and types["notional_usd"] == "double"
     )
+    assert types["straddle_side"] == "string"
     labels = scenario["labels"]
     kinds = collections.Counter(r["kind"] for r in labels)
     assert (
@@ -492,10 +498,23 @@ def test_labels_schema_and_references(scenario):
                 assert a["end_ns"] < b["start_ns"] or b["end_ns"] < a["start_ns"]
 
 
+BUCKET_NS = 300 * 10**9  # 5-minute clock buckets, as the naive reference detector uses
+
+
+def _premium_by_leg_and_bucket(trades, iid_of, label) -> dict[tuple[str, int], float]:
+    """USD premium of a label's trades per (instrument, 5-minute clock bucket)."""
+    name = {iid_of[i]: i for i in label["instrument_ids"]}
+    out: dict[tuple[str, int], float] = collections.defaultdict(float)
+    for t in trades:
+        out[(name[t.instrument_id], t.ts_event // BUCKET_NS)] += t.price * t.size * 20 / 1e9
+    return out
+
+
 def test_institutional_episodes_are_in_the_mbo(scenario):
     iid_of = _iid_of(scenario)
+    sym = _by_symbol(scenario["darr"])
     inst = [r for r in scenario["labels"] if r["kind"] == "institutional"]
-    swept = 0
+    swept = clusters = 0
     for r in inst:
         trades = _episode_trades(scenario, r)
         assert len(trades) >= 10
@@ -520,6 +539,9 @@ def test_institutional_episodes_are_in_the_mbo(scenario):
         assert (r["direction"] == "BULLISH") == (
             (r["option_kinds"][0] == "CALL") == (r["side"] == "BUY")
         )
+        if len(r["instrument_ids"]) > 1:
+            _check_cluster(r, trades, iid_of, sym)
+            clusters += 1
         per_oid = collections.Counter(t.order_id for t in trades)
         swept += sum(1 for n in per_oid.values() if n > 1)
         swept += sum(
@@ -529,35 +551,80 @@ def test_institutional_episodes_are_in_the_mbo(scenario):
             and b.ts_event - a.ts_event < 1_000_000
         )
     assert swept > 0, "no level or strike sweep in any institutional episode"
+    # a cluster takes at most a third of a right's strikes: none in this 4-strike chain
+    assert clusters == 0
 
 
-def test_mm_straddle_episodes_are_balanced_same_strike_and_crush_vol(scenario):
+def _check_cluster(r, trades, iid_of, sym) -> None:
+    """A cluster episode: 2-3 adjacent strikes, one right and expiry, all of them traded; no
+    strike with $1M of the episode's premium in any 5-minute clock bucket, >= $3M in total."""
+    specs = [sym[i.removesuffix(".GLBX")] for i in r["instrument_ids"]]
+    assert 2 <= len(specs) <= 3
+    assert len({s["instrument_class"] for s in specs}) == 1
+    assert len({int(s["expiration"]) for s in specs}) == 1
+    strikes = sorted(int(s["strike_price"]) for s in specs)
+    assert all(b - a == 25 * 10**9 for a, b in itertools.pairwise(strikes))  # adjacent
+    assert {t.instrument_id for t in trades} == {iid_of[i] for i in r["instrument_ids"]}
+    per_bucket = _premium_by_leg_and_bucket(trades, iid_of, r)
+    assert max(per_bucket.values()) < 1e6, per_bucket
+    assert sum(per_bucket.values()) == pytest.approx(r["notional_usd"]) and r["notional_usd"] >= 3e6
+
+
+def _check_straddle(r, trades, iid_of, sym) -> None:
+    """Both legs of one strike and expiry, the same aggressor side on both, balanced contracts,
+    within 5 minutes, > $1M of each leg's premium inside one 5-minute clock bucket, the legs of
+    each child order close together; not directional."""
+    call, put = (sym[i.removesuffix(".GLBX")] for i in r["instrument_ids"])
+    assert call["instrument_class"] == b"C" and put["instrument_class"] == b"P"
+    assert (
+        call["strike_price"] == put["strike_price"]
+        and call["expiration"] == put["expiration"]
+    )
+    assert r["side"] == "NONE" and r["direction"] == "NONE" and r["drift_points"] == 0.0
+    assert r["straddle_side"] in ("BUY", "SELL")
+    assert r["end_ns"] - r["start_ns"] <= 5 * 60 * 10**9
+    want = "B" if r["straddle_side"] == "BUY" else "A"
+    assert {t.side for t in trades} == {want}  # both legs bought, or both sold
+    sizes = {
+        leg: sum(t.size for t in trades if t.instrument_id == iid_of[leg])
+        for leg in r["instrument_ids"]
+    }
+    c, p = sizes.values()
+    assert c > 0 and abs(c - p) <= max(2, 0.02 * max(c, p)), sizes
+    assert (r["buy_size"] if want == "B" else r["sell_size"]) == c + p
+    per_bucket = _premium_by_leg_and_bucket(trades, iid_of, r)
+    for leg in r["instrument_ids"]:
+        assert max(v for (i, _), v in per_bucket.items() if i == leg) > 1e6, per_bucket
+    assert sum(per_bucket.values()) == pytest.approx(r["notional_usd"])
+    # child orders hit both legs: mostly within milliseconds, always within seconds
+    first_ts: dict[int, tuple[int, int]] = {}
+    for t in trades:
+        first_ts.setdefault(t.order_id, (t.instrument_id, t.ts_event))
+    a, b = (
+        np.array(sorted(ts for i, ts in first_ts.values() if i == iid_of[leg]))
+        for leg in r["instrument_ids"]
+    )
+    gaps = np.array([np.abs(b - x).min() for x in a])
+    assert (gaps <= 5_000_000).mean() >= 0.5 and (gaps <= 5 * 10**9).mean() >= 0.95
+    if r["straddle_side"] == "BUY":
+        assert r["vol_crush"] == 0.0
+
+
+def test_mm_straddle_episodes_trade_both_legs_the_same_way_and_crush_vol_when_sold(
+    scenario,
+):
     iid_of = _iid_of(scenario)
     sym = _by_symbol(scenario["darr"])
     replay = scenario["replay"]
     straddles = [r for r in scenario["labels"] if r["kind"] == "mm_straddle"]
     assert straddles
+    assert all(r["straddle_side"] == "NONE" for r in scenario["labels"] if r["kind"] != "mm_straddle")
+    sold = 0
     for r in straddles:
-        call, put = (sym[i.removesuffix(".GLBX")] for i in r["instrument_ids"])
-        assert call["instrument_class"] == b"C" and put["instrument_class"] == b"P"
-        assert (
-            call["strike_price"] == put["strike_price"]
-            and call["expiration"] == put["expiration"]
-        )
-        assert r["end_ns"] - r["start_ns"] <= 5 * 60 * 10**9
-        trades = _episode_trades(scenario, r)
-        for leg in r["instrument_ids"]:
-            legs = [t for t in trades if t.instrument_id == iid_of[leg]]
-            buy = sum(t.size for t in legs if t.side == "B")
-            sell = sum(t.size for t in legs if t.side == "A")
-            assert buy > 0 and sell > 0 and abs(buy - sell) <= 0.1 * (buy + sell), (
-                leg,
-                buy,
-                sell,
-            )
-        assert r["notional_usd"] == pytest.approx(
-            sum(t.price * t.size for t in trades) * 20 / 1e9
-        )
+        _check_straddle(r, _episode_trades(scenario, r), iid_of, sym)
+        if r["straddle_side"] != "SELL":
+            continue
+        sold += 1
 
         def straddle_mid(ts: int, r: dict = r) -> float:
             total = 0.0
@@ -573,6 +640,36 @@ def test_mm_straddle_episodes_are_balanced_same_strike_and_crush_vol(scenario):
         assert r["vol_crush"] > 0.01 and drop > 0.3 * expected, (
             f"no vol crush: {drop:.2f} vs {expected:.2f}"
         )
+    assert sold > 0
+
+
+@pytest.mark.parametrize("seed", [8, 16])
+def test_bought_straddles_and_clusters_in_a_wider_chain(tmp_path, seed):
+    """9 strikes, 20 minutes: bought and sold straddles and cluster episodes, the same rules."""
+    generate_scenario(tmp_path, replace(SMALL, seed=seed, strikes=9, minutes=20, rate=80.0))
+    darr = db.DBNStore.from_file(tmp_path / "definition.dbn.zst").to_ndarray()
+    arr = db.DBNStore.from_file(tmp_path / "mbo.dbn.zst").to_ndarray()
+    arr = arr[arr["action"] == b"T"]
+    trades_by_oid = collections.defaultdict(list)
+    for rec in arr:
+        trades_by_oid[int(rec["order_id"])].append(
+            TradeInfo(0, int(rec["instrument_id"]), int(rec["order_id"]), int(rec["ts_event"]),
+                      int(rec["price"]), int(rec["size"]), rec["side"].decode(), int(rec["price"]))
+        )
+    iid_of = {f"{r['raw_symbol'].decode()}.GLBX": int(r["instrument_id"]) for r in darr}
+    sym = _by_symbol(darr)
+    labels = pq.read_table(tmp_path / "labels.parquet").to_pylist()
+    seen = collections.Counter()
+    for r in labels:
+        trades = [t for oid in r["aggressor_order_ids"] for t in trades_by_oid[oid]]
+        assert sum(t.price * t.size for t in trades) * 20 / 1e9 == pytest.approx(r["notional_usd"])
+        if r["kind"] == "mm_straddle":
+            _check_straddle(r, trades, iid_of, sym)
+            seen[r["straddle_side"]] += 1
+        elif r["kind"] == "institutional" and len(r["instrument_ids"]) > 1:
+            _check_cluster(r, trades, iid_of, sym)
+            seen["cluster"] += 1
+    assert seen["BUY"] and seen["SELL"] and seen["cluster"]
 
 
 def test_volume_noise_is_balanced(scenario):

@@ -109,6 +109,9 @@ def test_no_institutional_episodes_in_history(four_days):
         assert kinds["institutional"] == 0 == entry["episodes"]["institutional"]
         assert kinds["mm_straddle"] + kinds["volume_noise"] > 0  # normal activity is still there
         assert all(row["side"] == "NONE" for row in labels)
+        # straddles are traded one way (both legs bought or both sold), without direction
+        assert all(row["straddle_side"] in ("BUY", "SELL") for row in labels if row["kind"] == "mm_straddle")
+        assert all(row["direction"] == "NONE" for row in labels)
 
 
 def test_chain_rolls_and_recentres(four_days):

@@ -185,6 +185,16 @@ class ChainPressure:
     def peek(self, instrument_id: str) -> StrikePressure | None:
         return self._by_instrument.get(instrument_id)
 
+    def recent_directional_at(self, instrument_id: str, now_ns: int, side: int) -> float:
+        """Net premium of another instrument over the last ``recent_ns``, in the direction of
+        ``side`` (0 if unseen)."""
+        sp = self._by_instrument.get(instrument_id)
+        if sp is None:
+            return 0.0
+        sums = sp.sums
+        net = sums.recent(now_ns, self.recent_ns, BUY_PREM) - sums.recent(now_ns, self.recent_ns, SELL_PREM)
+        return net if side == BUY else -net
+
     def directional_net_at(self, instrument_id: str, now_ns: int, side: int) -> float:
         """Window net premium of another instrument in the direction of ``side`` (0 if unseen)."""
         sp = self._by_instrument.get(instrument_id)

@@ -3,13 +3,16 @@
 Flow that looks big but carries no direction:
 
 * straddle coordination (``StraddleMonitor``): the call and the put of one strike (same
-  expiry) both traded within a window (5 minutes) in balanced size, the legs traded together:
-  ``balance`` = smaller leg volume / larger leg volume; ``paired share`` = the share of the
-  smaller leg's volume traded together with the other leg (within ``pair_ns``, same side:
-  one straddle order). Flagged when both legs have at least ``min_leg_volume``, the balance reaches
-  ``min_balance`` and the paired share ``min_paired_share`` (busy at-the-money strikes have
-  balanced but independent call and put volume; that alone is no straddle); the score is the
-  balance (0..1).
+  expiry) both traded within a window (5 minutes) in balanced size *in the same direction* -
+  both legs bought at the ask or both sold at the bid: a volatility trade (long or short
+  straddle), not a view on the underlying. Per leg the contracts traded in the direction asked
+  about (bought for a buy, sold for a sell) over the window; ``balance`` = the smaller leg's /
+  the larger leg's. Flagged when both legs have at least ``min_leg_volume`` contracts that way
+  and the balance reaches ``min_balance``; the score is the balance (0..1). Gross, not net, per
+  leg: flow the other way earlier in the window (an institution that bought the put minutes
+  before the straddle was sold) does not hide the straddle. One-sided call buying (the put's
+  volume that way is background), a risk reversal (call bought, put sold: a directional
+  position) and an unbalanced pair are not straddles.
 * volatility crush (``VolCrush``): the call and the put of one strike both *falling* together
   (book mid at trade time vs the oldest mid within the window, at least ``min_span_ns`` back):
   a falling implied vol, not a directional view (delta moves the legs in opposite directions).
@@ -31,16 +34,18 @@ from ifd.detection.types import SELL
 SWEEP = "sweep"
 MM_REFRESH = "mm_refresh"
 
+# RollingSums columns of one strike: contracts per leg and side
+_CALL_BUY, _CALL_SELL, _PUT_BUY, _PUT_SELL = 0, 1, 2, 3
+
 
 @dataclass(slots=True)
 class StraddleState:
-    """Both legs of one strike over the straddle window."""
+    """Both legs of one strike over the straddle window, seen from one side."""
 
-    call_volume: float
-    put_volume: float
-    paired_volume: float  # contracts per leg traded together with the other leg
-    balance: float  # min leg volume / max leg volume
-    paired_share: float  # share of the smaller leg's volume traded together with the other leg
+    side: int  # the direction asked about: BUY (both legs bought?) or SELL
+    call_volume: float  # call contracts traded in that direction
+    put_volume: float  # put contracts traded in that direction
+    balance: float  # smaller / larger leg volume
     flagged: bool
 
     @property
@@ -50,60 +55,45 @@ class StraddleState:
 
 
 class StraddleMonitor:
-    """Per strike (key: underlying, expiry, strike): call / put volume over a trailing window."""
+    """Per strike (key: underlying, expiry, strike): call / put contracts bought and sold over a
+    trailing window."""
 
-    __slots__ = ("_last", "_legs", "bucket_ns", "min_balance", "min_leg_volume", "min_paired_share", "pair_ns", "window_ns")
+    __slots__ = ("_legs", "bucket_ns", "min_balance", "min_leg_volume", "window_ns")
 
-    def __init__(
-        self,
-        window_ns: int,
-        bucket_ns: int,
-        pair_ns: int,
-        min_leg_volume: float,
-        min_balance: float,
-        min_paired_share: float,
-    ) -> None:
+    def __init__(self, window_ns: int, bucket_ns: int, min_leg_volume: float, min_balance: float) -> None:
         self.window_ns = int(window_ns)
         self.bucket_ns = int(bucket_ns)
-        self.pair_ns = int(pair_ns)
         self.min_leg_volume = float(min_leg_volume)
         self.min_balance = float(min_balance)
-        self.min_paired_share = float(min_paired_share)
-        # strike key -> RollingSums(call vol, put vol, paired vol)
+        # strike key -> RollingSums(call bought, call sold, put bought, put sold)
         self._legs: dict[Hashable, RollingSums] = {}
-        # strike key -> (ts, is_call, side, size) of the last trade
-        self._last: dict[Hashable, tuple[int, bool, int, float]] = {}
 
     def add(self, strike_key: Hashable, is_call: bool, ts_event: int, side: int, size: float) -> None:
-        """Count one trade of a leg."""
+        """Count one trade of a leg (trades without an aggressor side count in neither)."""
+        if side != BUY and side != SELL:
+            return
         w = self._legs.get(strike_key)
         if w is None:
-            w = self._legs[strike_key] = RollingSums(self.window_ns, self.bucket_ns, 3)
-        w.add(ts_event, 0 if is_call else 1, size)
-        last = self._last.get(strike_key)
-        if (
-            last is not None
-            and last[1] != is_call
-            and side in (BUY, SELL)
-            and last[2] == side
-            and ts_event - last[0] <= self.pair_ns
-        ):
-            w.add(ts_event, 2, min(size, last[3]))
-        self._last[strike_key] = (ts_event, is_call, side, size)
+            w = self._legs[strike_key] = RollingSums(self.window_ns, self.bucket_ns, 4)
+        w.add(ts_event, (_CALL_BUY if is_call else _PUT_BUY) + (0 if side == BUY else 1), size)
 
-    def state(self, strike_key: Hashable, now_ns: int) -> StraddleState:
-        """Both legs' volumes and the flag at ``now_ns``."""
+    def state(self, strike_key: Hashable, now_ns: int, side: int) -> StraddleState:
+        """Both legs' contracts in the direction of ``side`` and the flag at ``now_ns``."""
         w = self._legs.get(strike_key)
         if w is None:
-            return StraddleState(0.0, 0.0, 0.0, 0.0, 0.0, False)
+            return StraddleState(side, 0.0, 0.0, 0.0, False)
         w.expire(now_ns)
-        call, put, paired = w.totals
-        hi = max(call, put)
+        t = w.totals
+        if side == BUY:
+            call, put = t[_CALL_BUY], t[_PUT_BUY]
+        elif side == SELL:
+            call, put = t[_CALL_SELL], t[_PUT_SELL]
+        else:
+            return StraddleState(side, 0.0, 0.0, 0.0, False)
         lo = min(call, put)
-        balance = lo / hi if hi > 0 else 0.0
-        paired_share = min(paired / lo, 1.0) if lo > 0 else 0.0
-        flagged = lo >= self.min_leg_volume and balance >= self.min_balance and paired_share >= self.min_paired_share
-        return StraddleState(call, put, paired, balance, paired_share, flagged)
+        balance = lo / max(call, put) if lo > 0 else 0.0
+        flagged = lo >= self.min_leg_volume and balance >= self.min_balance
+        return StraddleState(side, call, put, balance, flagged)
 
 
 class VolCrush:

@@ -2,12 +2,14 @@
 
     python -m ifd.detection.tuning --seeds 1-5                 # score the profiles' parameters
     python -m ifd.detection.tuning --seeds 1-5 --search v3     # grid search v3 on these seeds
+    python -m ifd.detection.tuning --seeds 1-5 --sweep         # v3's market-making filters one at a time
     python -m ifd.detection.tuning --seeds 1-5 --margins       # how close each gate is to flipping a result
     python -m ifd.detection.tuning --seeds 6-10 --json out.json
     python -m ifd.detection.tuning --seeds 1-5 --scenario mm_straddle=8 volume_noise=10   # stress
 
 Each seed's session is generated with the default ``ScenarioConfig(seed=N)`` and cached under
-``data/tuning/seed_N/`` (with its TradeEvent stream, ``events.parquet``). V1, v3 and the naive
+``data/tuning/seed_N/`` (with its TradeEvent stream, ``events.parquet``; regenerated when the
+generator's sources change). V1, v3 and the naive
 reference detector run over the events; ``ifd.evaluation.matching.score`` scores them against
 ``labels.parquet``. The detectors see only what a strategy sees (trades with the book before
 them, instruments); labels are used for scoring only.
@@ -85,6 +87,17 @@ def _frame_to_events(df: pd.DataFrame) -> list[TradeEvent]:
     ]
 
 
+def generator_version() -> str:
+    """A hash of the scenario generator's sources: cached sessions made by other code are stale."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "ifd" / "scenario").glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def load_or_generate(seed: int, root: Path = TUNING_DIR, **config: Any) -> tuple[dict[str, InstrumentInfo], list[TradeEvent], pd.DataFrame]:
     """Instruments, TradeEvents and labels of one seed's session (generated and cached on first use)."""
     from ifd.scenario.generate import LABELS_FILE
@@ -96,8 +109,13 @@ def load_or_generate(seed: int, root: Path = TUNING_DIR, **config: Any) -> tuple
     from tests.support.trade_events import load_session
 
     folder = session_dir(seed, root)
-    if not (folder / LABELS_FILE).exists():
+    stamp = folder / "generator.sha256"
+    version = generator_version()
+    if not (folder / LABELS_FILE).exists() or not stamp.exists() or stamp.read_text() != version:
+        # missing, or made by another version of the generator: (re)generate
+        (folder / "events.parquet").unlink(missing_ok=True)
         generate_scenario(folder, ScenarioConfig(seed=seed, **config))
+        stamp.write_text(version)
     cache = folder / "events.parquet"
     if cache.exists():
         infos, _ = load_instruments(folder / "definition.dbn.zst")
@@ -322,6 +340,30 @@ V1_GRID: dict[str, list[Any]] = {
 }
 
 
+# one parameter at a time around the profile (the market-making filters and the signal threshold)
+V3_SWEEP: dict[str, list[Any]] = {
+    "straddle_window_ns": [60_000_000_000, 120_000_000_000, 300_000_000_000, 600_000_000_000],
+    "straddle_min_balance": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "straddle_min_leg_volume": [10.0, 25.0, 50.0, 100.0, 200.0],
+    "straddle_penalty": [0.5, 0.7, 0.85, 1.0],
+    "cluster_strikes": [0, 1, 2],
+    "min_cluster_own_usd": [150_000.0, 300_000.0, 500_000.0],
+    "min_cluster_net_usd": [1_000_000.0, 1_250_000.0, 1_750_000.0],
+    "min_recent_net_usd": [100_000.0, 200_000.0, 300_000.0],
+    "min_confidence": [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6],
+}
+
+
+def sweep(data: list[SeedData], base: V3Params, grid: Mapping[str, list[Any]]) -> list[tuple[str, Any, dict]]:
+    """Each parameter of ``grid`` varied alone around ``base``: (name, value, pooled scores)."""
+    out = []
+    for name, values in grid.items():
+        for value in values:
+            res = score_algorithm(v3_maker(dataclasses.replace(base, **{name: value})), data)
+            out.append((name, value, res["pooled"]))
+    return out
+
+
 def search(
     algo: str, data: list[SeedData], base: V1Params | V3Params, grid: Mapping[str, list[Any]], others: dict[str, dict]
 ) -> list[tuple[float, dict, dict]]:
@@ -428,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ifd.detection.tuning", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="1-5", help="seeds, e.g. 1-5 or 6-10 (default: %(default)s)")
     ap.add_argument("--search", choices=["v1", "v3"], help="grid-search thresholds on these seeds")
+    ap.add_argument("--sweep", action="store_true", help="vary v3's filter settings one at a time around the profile")
     ap.add_argument("--cost", action="store_true", help="also measure the per-trade cost")
     ap.add_argument("--margins", action="store_true", help="also show how far v3's gates are from changing a result")
     ap.add_argument(
@@ -460,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
             p = res["pooled"]
             print(f"{key:.4f} P={p['precision']:.3f} R={p['recall']:.3f} F1={p['f1']:.3f} FP={p['false_positives_by_cause']} {change}")
         out["search"] = [{"key": k, "change": c, "pooled": r["pooled"]} for k, c, r in ranked]
+    if args.sweep:
+        swept = sweep(data, v3p, V3_SWEEP)
+        for name, value, p in swept:
+            mark = " (profile)" if getattr(v3p, name) == value else ""
+            print(f"{name}={value}{mark}: P={p['precision']:.3f} R={p['recall']:.3f} F1={p['f1']:.3f} FP={p['false_positives_by_cause']}")
+        out["sweep"] = [{"name": n, "value": v, "pooled": p} for n, v, p in swept]
     if args.margins:
         out["margins"] = v3_margins(data, v3p)
         eps = out["margins"].get("episodes", [])

@@ -10,13 +10,16 @@ Per option trade (the future only sets the underlying price):
    strikes (same expiry and right, +-``cluster_strikes``), the strike's own >=
    ``min_cluster_own_usd`` and the cluster's >= ``min_cluster_net_usd``; the strike's pressure
    (share of its window volume on that side) >= ``min_pressure``; the net premium of the
-   last ``recent_ns`` >= ``min_recent_net_usd`` and the velocity >= ``min_velocity`` (the flow
-   is still running, not an old window's memory); pressure z-score vs the baseline >=
+   last ``recent_ns`` (the cluster's on the cluster path) >= ``min_recent_net_usd`` and the
+   velocity >= ``min_velocity`` (the flow is still running, not an old window's memory);
+   pressure z-score vs the baseline >=
    ``min_z``, and the recent net premium's z-score against the same baseline scaled to
    ``recent_ns`` >= ``min_recent_z`` (fresh flow beyond the strike's usual noise);
-4. confidence (``confidence.v3_confidence``): z, velocity, size, urgency (levels / strikes swept,
-   neighbours with the same flow), reduced by straddle / vol-crush / MM-refresh flags, then by
-   spread width and liquidity; a detection when >= ``min_confidence``;
+4. confidence (``confidence.v3_confidence``): z, velocity, size (the strike's window net
+   premium plus its neighbours' in the same direction: a cluster's flow counts as one),
+   urgency (levels / strikes swept, neighbours with the same flow), reduced by straddle
+   (call and put of the strike traded the same way in balanced size), vol-crush and MM-refresh
+   flags, then by spread width and liquidity; a detection when >= ``min_confidence``;
 5. one detection per instrument and side per ``cooldown_ns``.
 
 Baseline of the z-score (reported in each detection as ``baseline=<source>``): a provider's
@@ -84,10 +87,8 @@ class V3Params:
     # market-making filters
     straddle_window_ns: int = 300 * SEC
     straddle_bucket_ns: int = 10 * SEC
-    straddle_pair_ns: int = 5 * MS
-    straddle_min_leg_volume: float = 20.0
-    straddle_min_balance: float = 0.5
-    straddle_min_paired_share: float = 0.3
+    straddle_min_leg_volume: float = 50.0
+    straddle_min_balance: float = 0.6
     crush_window_ns: int = 300 * SEC
     crush_sample_ns: int = 5 * SEC
     crush_min_span_ns: int = 60 * SEC
@@ -110,7 +111,7 @@ class V3Params:
     w_velocity: float = 0.2
     w_size: float = 0.25
     w_urgency: float = 0.15
-    straddle_penalty: float = 0.7
+    straddle_penalty: float = 1.0
     crush_penalty: float = 0.3
     refresh_penalty: float = 0.3
     spread_ok: float = 0.05
@@ -207,10 +208,8 @@ class V3Detector:
         self.straddles = StraddleMonitor(
             p.straddle_window_ns,
             p.straddle_bucket_ns,
-            p.straddle_pair_ns,
             p.straddle_min_leg_volume,
             p.straddle_min_balance,
-            p.straddle_min_paired_share,
         )
         self.crush = VolCrush(p.crush_window_ns, p.crush_sample_ns, p.crush_min_span_ns, p.crush_min_drop)
         self.cross = CrossStrikeTiming(p.cross_strike_window_ns, p.cross_strike_min_strikes)
@@ -293,16 +292,25 @@ class V3Detector:
         if ts < self._cooldown_until.get((iid, side), -1):
             return []
         cluster = own
+        helpers: list[str] = []  # neighbours with net premium in the same direction
         for nid in opt.neighbors:
             other = self.pressure.directional_net_at(nid, ts, side)
             if other > 0:
                 cluster += other
-        if own < p.min_net_premium_usd and not (own >= p.min_cluster_own_usd and cluster >= p.min_cluster_net_usd):
+                helpers.append(nid)
+        on_cluster = own < p.min_net_premium_usd
+        if on_cluster and not (own >= p.min_cluster_own_usd and cluster >= p.min_cluster_net_usd):
             return []
         st = sp.state(ts, side)
+        recent = st.recent_net
+        if on_cluster:  # a cluster's flow is still running when the cluster's recent net is
+            for nid in helpers:
+                other = self.pressure.recent_directional_at(nid, ts, side)
+                if other > 0:
+                    recent += other
         if (
             st.directional_share < p.min_pressure
-            or st.recent_net < p.min_recent_net_usd
+            or recent < p.min_recent_net_usd
             or st.velocity < p.min_velocity
         ):
             return []
@@ -319,14 +327,14 @@ class V3Detector:
         urg = sweep_urgency(event.levels, strikes, p.sweep_levels_full, p.sweep_strikes_full)
         coord = (cluster - own) / p.cluster_full_usd if p.cluster_full_usd > 0 else 0.0
         urgency = max(urg, min(coord, 1.0))
-        straddle = self.straddles.state(opt.strike_key, ts)
+        straddle = self.straddles.state(opt.strike_key, ts, side)
         crushed = self.crush.crushed(opt.strike_key, ts)
         refreshed = ts - self._last_refresh.get(iid, -(1 << 62)) <= p.mm_refresh_memory_ns
         window_volume = st.buy_volume + st.sell_volume
         conf, parts = v3_confidence(
             z,
             st.velocity,
-            st.directional_net,
+            cluster,  # size: the strike's net premium plus its same-direction neighbours'
             urgency,
             straddle.score,
             crushed,
@@ -378,7 +386,7 @@ class V3Detector:
                     "pressure": round(st.directional_share, 4),
                     "imbalance_z": round(st.imbalance_z, 3),
                     "net_premium": round(st.directional_net, 2),
-                    "recent_net": round(st.recent_net, 2),
+                    "recent_net": round(recent, 2),
                     "cluster_net": round(cluster, 2),
                     "urgency": round(urgency, 3),
                     "straddle": round(straddle.score, 3),

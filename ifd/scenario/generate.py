@@ -171,6 +171,16 @@ def _labels_table(episodes: list[Episode], underlying: str) -> pa.Table:
             [round(e.drift_points, 4) for e in rows], pa.float64()
         ),
         "vol_crush": pa.array([round(e.crush, 6) for e in rows], pa.float64()),
+        # mm_straddle: both legs bought (BUY) or both sold (SELL); NONE for other kinds
+        "straddle_side": pa.array(
+            [
+                side[e.side]
+                if e.kind == "mm_straddle" and e.side is not None
+                else "NONE"
+                for e in rows
+            ],
+            pa.string(),
+        ),
     }
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 

@@ -8,8 +8,9 @@ each in ``history_dir/<YYYY-MM-DD>/`` as ``definition.dbn.zst``, ``mbo.dbn.zst``
 * the same session length, start time, background rate and chain construction as the main day,
   for that date and that day's underlying: weeklies that expired are gone, the next ones are
   listed, strikes are centred on the day's opening price;
-* no institutional episodes; market-maker straddles and volume noise (normal two-sided activity)
-  are planted as configured and listed in that day's ``labels.parquet``;
+* no institutional episodes; market-maker / volatility-trader straddles (both legs bought or
+  both sold: large one-sided premium per option, no direction) and volume noise (balanced
+  two-sided bursts) are planted as configured and listed in that day's ``labels.parquet``;
 * the underlying opens where a daily random walk, run backwards from the main day's
   ``underlying_price``, puts it: ``open(d) = open(next session) * exp(-N(0, annual_vol/sqrt(252)))``.
   The simulated session is a slice of the trading day, so one day's close and the next day's

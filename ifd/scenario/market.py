@@ -42,6 +42,7 @@ from ifd.scenario.pricing import (
 from ifd.scenario.tape import ACT_ADD, ACT_CANCEL, ACT_MODIFY, Tape
 
 SEC = 1_000_000_000
+CLOCK_BUCKET_NS = 300 * SEC  # fixed 5-minute clock buckets: floor(ts_event / 300 s)
 TRIGGER = 0.9  # re-center when fair moves this many half spreads from the quote center
 REPLACE_SHARE = (
     0.3  # share of re-quote price moves done as cancel + add instead of modify
@@ -216,6 +217,10 @@ class Market:
         self.drifts: list[tuple[int, int, float]] = []  # (start, end, points per ns)
         self.episode_records = 0
         self.bg_actions = 0
+        # per instrument: the current clock bucket and its net aggressor premium (buy - sell,
+        # USD, every trade); episodes that stay below a per-bucket premium read it
+        self.clock_bucket = [-1] * n
+        self.clock_net = [0] * n
         self._step_sigma = (
             underlying
             * params.annual_vol
@@ -287,6 +292,10 @@ class Market:
         np.maximum(fair, 0.01, out=fair)
         fair[0] = u
         self.fair = fair
+
+    def clock_net_of(self, idx: int, t: int) -> int:
+        """Net aggressor premium (USD, buy - sell) of one instrument in ``t``'s clock bucket."""
+        return self.clock_net[idx] if self.clock_bucket[idx] == t // CLOCK_BUCKET_NS else 0
 
     def fair_of(self, idx: int) -> float:
         return float(self.fair[idx])
@@ -514,6 +523,13 @@ class Market:
         if not fills:
             return None
         ts = self.tape.trade(t, inst.iid, match_recs, book_recs)
+        i = inst.idx
+        b = ts // CLOCK_BUCKET_NS
+        if self.clock_bucket[i] != b:
+            self.clock_bucket[i] = b
+            self.clock_net[i] = 0
+        usd = sum(p * sz for p, sz in fills)  # price_pu x size is USD for NQ options
+        self.clock_net[i] += usd if side == BID else -usd
         rnd = self.rnd
         for o in emptied:
             q = o.owner
