@@ -52,7 +52,9 @@ def _instrument_rows(root: Path) -> list[dict]:
             row["strike"] = float(instrument.strike_price)
             row["underlying"] = str(instrument.underlying)
         rows.append(row)
-    return sorted(rows, key=lambda r: r["instrument_id"])
+    # One row per instrument: a multi-day catalog holds a definition per day (the latest wins).
+    latest = {row["instrument_id"]: row for row in rows}
+    return sorted(latest.values(), key=lambda r: r["instrument_id"])
 
 
 def describe_catalog(path: Path | str) -> dict:

@@ -66,3 +66,20 @@ def test_cli_evaluate_and_baselines_build(study, capsys):
     code = main(["evaluate", str(seed / "missing-run"), "--labels", str(seed / "scenario" / "labels.parquet")])
     assert code == 2
     assert "missing-run" in capsys.readouterr().err
+
+
+def test_naive_reference_counts_each_trade_once_in_a_multi_day_catalog(study, tmp_path):
+    """History days add a definition per instrument and day; the naive detector must not double count."""
+    from catalogs.ingest import ingest
+    from ifd.evaluation.report import evaluate_run
+    from ifd.evaluation.ticks import catalog_instruments
+
+    seed = study / "seed_2"
+    assert catalog_instruments(seed / "catalog")["instrument_id"].is_unique
+    main_day_only = tmp_path / "catalog"
+    ingest([seed / "scenario" / "definition.dbn.zst", seed / "scenario" / "mbo.dbn.zst"], main_day_only)
+    labels = seed / "scenario" / "labels.parquet"
+    multi = evaluate_run(seed / "run", labels)["naive_net_premium"]
+    single = evaluate_run(seed / "run", labels, catalog=main_day_only)["naive_net_premium"]
+    assert multi["signals"] == single["signals"]
+    assert multi["false_positives_by_cause"] == single["false_positives_by_cause"]

@@ -164,6 +164,15 @@ def _catalog_path(summary: dict, run_dir: Path, catalog: Path | None) -> Path:
     return root
 
 
+def _replayed_range(summary: dict) -> tuple[int | None, int | None]:
+    """The run's replayed time range (ns) from summary.json, None where open."""
+    bounds = []
+    for key in ("backtest_start", "backtest_end"):
+        value = summary.get(key)
+        bounds.append(int(pd.Timestamp(int(value) if str(value).isdigit() else value).value) if value else None)
+    return bounds[0], bounds[1]
+
+
 def _strategy_algorithms(summary: dict, signals: pd.DataFrame) -> dict[str, list[str]]:
     """Strategy id -> the algorithms it runs (its results' ``algorithm``/``algorithms``, else the
     algorithms of its signals)."""
@@ -299,8 +308,16 @@ def evaluate_run(
         own = signals[signals["algorithm"].astype(str) == algorithm]
         result[algorithm] = evaluate_signals(algorithm, own, labels, tolerance_ns, prices, forward_minutes)
 
-    naive = naive_signals(trades[trades["instrument_id"].isin(options["instrument_id"])], instruments)
+    # The reference sees what the run replayed: the catalog may hold other days (history).
+    option_trades = trades[trades["instrument_id"].isin(options["instrument_id"])]
+    first, last = _replayed_range(summary)
+    if first is not None:
+        option_trades = option_trades[option_trades["ts_event"] >= first]
+    if last is not None:
+        option_trades = option_trades[option_trades["ts_event"] <= last]
+    naive = naive_signals(option_trades, instruments)
     result[NAIVE] = evaluate_signals(NAIVE, naive, labels, tolerance_ns, prices, forward_minutes)
+    result["replayed"] = {"start_ns": first, "end_ns": last}
     result[NAIVE]["threshold_usd"] = THRESHOLD_USD
     result[NAIVE]["bucket_s"] = BUCKET_NS // 1_000_000_000
 

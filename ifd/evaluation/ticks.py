@@ -151,4 +151,5 @@ def catalog_instruments(catalog: Path) -> pd.DataFrame:
             },
         )
     columns = ["instrument_id", "kind", "raw_symbol", "underlying", "strike", "multiplier"]
-    return pd.DataFrame(rows, columns=columns)
+    # A multi-day catalog holds one definition per instrument and day: keep one row each.
+    return pd.DataFrame(rows, columns=columns).drop_duplicates("instrument_id", keep="last", ignore_index=True)
