@@ -86,6 +86,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ifd.detection.types import BaselineStats, InstrumentInfo
+from catalogs.fixed_point import decode_fixed_point
+from catalogs.fixed_point import read_trade_arrays
 from ifd.errors import IfdError
 
 DEFAULT_WINDOW_NS = 300_000_000_000
@@ -165,46 +167,12 @@ class BaselineBuildResult:
 # --- decoding --------------------------------------------------------------------------------
 
 
-def decode_fixed(column: pa.Array | pa.ChunkedArray, precision: int | None = None) -> np.ndarray:
-    """NautilusTrader fixed-point ``Price`` / ``Quantity`` column -> float64 values.
-
-    ``fixed_size_binary[16]`` holds a little-endian signed 128-bit integer scaled by 10**16
-    (high-precision build); ``fixed_size_binary[8]`` a 64-bit one scaled by 10**9.  The result is
-    rounded to ``precision`` decimals when given (the file's ``price_precision`` /
-    ``size_precision``), which gives the nearest double to the decimal value.
-    """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    width = column.type.byte_width
-    n = len(column)
-    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
-    raw = raw[column.offset * width : (column.offset + n) * width]
-    if width == 16:
-        words = raw.view("<u8").reshape(n, 2)
-        high = words[:, 1].view("<i8").astype(np.float64)
-        values = (high * 18446744073709551616.0 + words[:, 0].astype(np.float64)) / 1e16
-    elif width == 8:
-        values = raw.view("<i8").astype(np.float64) / 1e9
-    else:
-        raise IfdError(f"unsupported fixed-point width {width} bytes (expected 8 or 16)")
-    if precision is not None:
-        values = np.round(values, precision)
-    return values
+decode_fixed = decode_fixed_point  # the catalog's fixed-point decoding, one implementation
 
 
 def read_trades(path: Path | str) -> dict[str, np.ndarray | str]:
     """One ``TradeTick`` Parquet file as numpy arrays: price, size, aggressor_side, ts_event."""
-    table = pq.read_table(path, columns=["price", "size", "aggressor_side", "ts_event"])
-    meta = table.schema.metadata or {}
-    price_precision = int(meta[b"price_precision"]) if b"price_precision" in meta else None
-    size_precision = int(meta[b"size_precision"]) if b"size_precision" in meta else None
-    return {
-        "instrument_id": meta.get(b"instrument_id", b"").decode(),
-        "price": decode_fixed(table.column("price"), price_precision),
-        "size": decode_fixed(table.column("size"), size_precision),
-        "aggressor_side": table.column("aggressor_side").to_numpy().astype(np.uint8),
-        "ts_event": table.column("ts_event").to_numpy().astype(np.int64),
-    }
+    return read_trade_arrays(path)
 
 
 # --- catalog scanning --------------------------------------------------------------------------
