@@ -86,15 +86,20 @@ def resolve_project_path(value: str | Path) -> Path:
     return candidate if candidate.exists() else path
 
 
+def _read_toml(path: Path, missing: str) -> dict:
+    """A TOML file's tables; ``missing`` is the one-line error when the file does not exist."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise IfdError(missing) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+
+
 def _profile_tables(config_path: Path, profile: str) -> dict:
     """The strategy-config fields a profile TOML supplies ([detector], [trading], [quality], data_mode)."""
     profile_path = resolve_project_path(profile)
-    try:
-        raw = tomllib.loads(profile_path.read_text())
-    except FileNotFoundError:
-        raise IfdError(f"{config_path}: profile {profile} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{profile_path}: invalid TOML ({exc})") from None
+    raw = _read_toml(profile_path, f"{config_path}: profile {profile} not found")
     unknown = set(raw) - PROFILE_KEYS
     if unknown:
         raise IfdError(f"{profile_path}: unknown profile key(s) {', '.join(sorted(unknown))}")
@@ -119,12 +124,7 @@ def _accepts(config_path: str, field: str) -> bool:
 def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -> BacktestSpec:
     """Read and validate a backtest TOML file; every error names the file and the setting."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IfdError(f"{path}: no such backtest config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    raw = _read_toml(path, f"{path}: no such backtest config")
     unknown = set(raw) - SECTIONS
     if unknown:
         raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")

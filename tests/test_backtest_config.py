@@ -102,3 +102,27 @@ def test_cli_refuses_missing_config_catalog_and_invalid_toml(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no OrderBookDelta / TradeTick data to replay" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_profile_errors_name_the_file(tmp_path):
+    missing = write_config(tmp_path, DEMO.read_text().replace(
+        'config_path = "strategies.flow_counter:FlowCounterConfig"',
+        'config_path = "strategies.flow_counter:FlowCounterConfig"\nprofile = "configs/profiles/nope.toml"'))
+    with pytest.raises(IfdError, match="profile configs/profiles/nope.toml not found"):
+        load_backtest_spec(missing, catalog_override=tmp_path)
+    bad = tmp_path / "bad_profile.toml"
+    bad.write_text('data_mode = "paper"\n[detector]\n')
+    config = write_config(tmp_path, DEMO.read_text().replace(
+        'config_path = "strategies.flow_counter:FlowCounterConfig"',
+        f'config_path = "strategies.flow_counter:FlowCounterConfig"\nprofile = "{bad}"'))
+    with pytest.raises(IfdError, match="data_mode must be 'historical' or 'live'"):
+        load_backtest_spec(config, catalog_override=tmp_path)
+
+
+def test_profile_tables_fill_the_strategy_config(tmp_path):
+    spec = load_backtest_spec(Path("configs/backtests/ab_v1_v3.toml"), catalog_override=tmp_path)
+    v3, v1 = spec.strategies
+    assert v3.config["mode"] == "trade" and v3.config["trading"]["max_position"] == 1
+    assert v3.config["detector"]["window_ns"] == 300_000_000_000
+    assert v3.config["data_mode"] == "historical" and v3.config["baselines_catalog"] == str(tmp_path)
+    assert v1.config["mode"] == "fallback" and v1.config["fallback_for"] == "ifd_v3"
