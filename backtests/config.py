@@ -13,6 +13,7 @@ A backtest file has these tables (see ``configs/backtests/demo.toml``):
 - ``[[strategies]]``: ``strategy_path``, ``config_path``, an optional ``profile`` (a TOML under
   ``configs/profiles/`` whose tables fill the config) and a ``[strategies.config]`` table;
   several strategies may run side by side.
+- ``[[actors]]``: ``actor_path``, ``config_path`` and a ``[actors.config]`` table (e.g. a risk guard).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nautilus_trader.backtest.config import FillModelConfig
 from nautilus_trader.backtest.config import ImportableFillModelConfig
 from nautilus_trader.backtest.config import ImportableLatencyModelConfig
 from nautilus_trader.backtest.config import LatencyModelConfig
+from nautilus_trader.config import ImportableActorConfig
 from nautilus_trader.config import ImportableStrategyConfig
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.config import RiskEngineConfig
@@ -46,7 +48,7 @@ DATA_TYPES = {
     "TradeTick": "nautilus_trader.model.data:TradeTick",
     "QuoteTick": "nautilus_trader.model.data:QuoteTick",
 }
-SECTIONS = {"run", "venue", "data", "risk_engine", "logging", "strategies"}
+SECTIONS = {"run", "venue", "data", "risk_engine", "logging", "strategies", "actors"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class BacktestSpec:
     risk_engine: RiskEngineConfig
     logging: LoggingConfig
     strategies: tuple[ImportableStrategyConfig, ...]
+    actors: tuple[ImportableActorConfig, ...] = ()
 
 
 def _convert(path: Path, section: str, value: Any, cls: type) -> Any:
@@ -196,6 +199,16 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
                 config=config,
             ),
         )
+    actors = []
+    for index, entry in enumerate(raw.get("actors", [])):
+        unknown = set(entry) - {"actor_path", "config_path", "config"}
+        if unknown or not entry.get("actor_path") or not entry.get("config_path"):
+            raise IfdError(f"{path}: [[actors]] #{index + 1} needs actor_path and config_path (and an optional config)")
+        actors.append(
+            ImportableActorConfig(
+                actor_path=entry["actor_path"], config_path=entry["config_path"], config=dict(entry.get("config", {})),
+            ),
+        )
     if not strategies:
         raise IfdError(f"{path}: no [[strategies]] configured")
 
@@ -212,6 +225,7 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
         risk_engine=_convert(path, "risk_engine", raw.get("risk_engine", {}), RiskEngineConfig),
         logging=_convert(path, "logging", raw.get("logging", {"log_level": "ERROR"}), LoggingConfig),
         strategies=tuple(strategies),
+        actors=tuple(actors),
     )
 
 
@@ -230,6 +244,7 @@ def build_run_config(spec: BacktestSpec, instrument_ids: dict[str, list[str]]) -
     engine = BacktestEngineConfig(
         trader_id="IFD-BACKTEST",
         strategies=list(spec.strategies),
+        actors=list(spec.actors),
         risk_engine=spec.risk_engine,
         logging=spec.logging,
     )

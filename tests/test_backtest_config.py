@@ -126,3 +126,17 @@ def test_profile_tables_fill_the_strategy_config(tmp_path):
     assert v3.config["detector"]["window_ns"] == 300_000_000_000
     assert v3.config["data_mode"] == "historical" and v3.config["baselines_catalog"] == str(tmp_path)
     assert v1.config["mode"] == "fallback" and v1.config["fallback_for"] == "ifd_v3"
+
+
+def test_actors_are_part_of_the_engine_config(tmp_path):
+    text = DEMO.read_text() + (
+        '\n[[actors]]\nactor_path = "strategies.noop:NoOp"\nconfig_path = "strategies.noop:NoOpConfig"\n'
+        '[actors.config]\norder_id_tag = "A1"\n'
+    )
+    spec = load_backtest_spec(write_config(tmp_path, text), catalog_override=tmp_path)
+    run = build_run_config(spec, {"OrderBookDelta": ["NQZ6.GLBX"]})
+    [actor] = run.engine.actors
+    assert actor.actor_path == "strategies.noop:NoOp" and actor.config == {"order_id_tag": "A1"}
+    broken = write_config(tmp_path, DEMO.read_text() + '\n[[actors]]\nactor_path = "x:Y"\n')
+    with pytest.raises(IfdError, match=r"\[\[actors\]\] #1 needs actor_path and config_path"):
+        load_backtest_spec(broken, catalog_override=tmp_path)
