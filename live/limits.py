@@ -1,0 +1,140 @@
+"""The limited-live limits: read from a TOML ``[limits]`` table and validated before anything connects.
+
+``load_limits(path)`` returns a frozen ``LiveLimits`` or raises ``IfdError`` with one line naming
+the file and the setting. Every money / count limit must be present, a positive number and no
+looser than its hard cap (``HARD_CAPS``); the broker account id comes from the environment
+variable the file names (``account_env``), is required, and never appears in ``repr``/``str``.
+
+Definitions (also in ``configs/live/limits.toml``):
+
+- ``max_position_contracts``: open plus pending (working entry orders) contracts, account-wide.
+- ``max_daily_loss_usd``: the session day's realized P&L (closed and partly closed positions,
+  commissions included) plus the unrealized P&L of open positions, marked at the price they
+  could be closed at (best bid for longs, best ask for shorts); the limit is hit when the loss
+  reaches it.
+- ``max_total_risk_usd``: the day's realized loss (0 when the day is up) plus the worst-case loss
+  of every open position: down to its working stop order, or, without a stop, the whole premium
+  of a long option (an open short, or a long future, without a stop is unbounded: a breach).
+- ``max_consecutive_losses``: closed positions in a row with a realized loss (a win resets it).
+- ``max_drawdown_usd``: the drop of the day's P&L (realized + unrealized) from its highest point.
+- ``data_budget_daily_usd`` / ``data_budget_monthly_usd``: Databento spending caps (the data
+  downloader enforces them, not the risk guard).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+from ifd.errors import IfdError
+
+# The hard caps no configuration may exceed (USD or contracts / positions).
+HARD_CAPS: dict[str, float] = {
+    "max_position_contracts": 1,
+    "max_daily_loss_usd": 50.0,
+    "max_total_risk_usd": 200.0,
+    "data_budget_daily_usd": 8.0,
+    "data_budget_monthly_usd": 200.0,
+    "max_consecutive_losses": 3,
+    "max_drawdown_usd": 50.0,
+}
+INTEGER_LIMITS = ("max_position_contracts", "max_consecutive_losses")
+KEYS = (*HARD_CAPS, "account_env")
+
+
+def _mask(account_id: str) -> str:
+    return "***" if account_id else ""
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """Validated limits of a limited-live session; the account id is masked in ``repr``/``str``."""
+
+    max_position_contracts: int
+    max_daily_loss_usd: float
+    max_total_risk_usd: float
+    data_budget_daily_usd: float
+    data_budget_monthly_usd: float
+    max_consecutive_losses: int
+    max_drawdown_usd: float
+    account_env: str
+    account_id: str = field(repr=False)
+    source: str = ""
+
+    def __repr__(self) -> str:
+        parts = [f"{name}={getattr(self, name)!r}" for name in HARD_CAPS]
+        parts += [f"account_env={self.account_env!r}", f"account_id={_mask(self.account_id)!r}"]
+        return f"LiveLimits({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    def guard_settings(self) -> dict:
+        """The risk guard's fields (``live.risk_guard.RiskGuardConfig``); no account id."""
+        return {
+            "max_position_contracts": self.max_position_contracts,
+            "max_daily_loss_usd": self.max_daily_loss_usd,
+            "max_total_risk_usd": self.max_total_risk_usd,
+            "max_consecutive_losses": self.max_consecutive_losses,
+            "max_drawdown_usd": self.max_drawdown_usd,
+        }
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def check_limit(name: str, value) -> float | int:
+    """A limit value checked against its hard cap; raises ``ValueError`` with the reason."""
+    cap = HARD_CAPS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {_fmt(value)}")
+    if name in INTEGER_LIMITS and int(value) != value:
+        raise ValueError(f"{name} must be a whole number, got {_fmt(value)}")
+    if value > cap:
+        raise ValueError(f"{name} {_fmt(value)} exceeds the hard cap {_fmt(cap)}")
+    return int(value) if name in INTEGER_LIMITS else float(value)
+
+
+def load_limits(path: Path | str, env: Mapping[str, str] = os.environ) -> LiveLimits:
+    """Read ``[limits]`` from ``path``; every refusal is an ``IfdError`` naming the file and setting."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise IfdError(f"{path}: no such limits file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    table = raw.get("limits")
+    if not isinstance(table, dict):
+        raise IfdError(f"{path}: [limits] is missing")
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise IfdError(f"{path}: [limits] unknown setting(s) {', '.join(unknown)}")
+
+    values: dict = {}
+    for name in HARD_CAPS:
+        if name not in table:
+            raise IfdError(f"{path}: [limits] {name} is missing (hard cap {_fmt(HARD_CAPS[name])})")
+        try:
+            values[name] = check_limit(name, table[name])
+        except ValueError as exc:
+            raise IfdError(f"{path}: [limits] {exc}") from None
+    if values["data_budget_daily_usd"] > values["data_budget_monthly_usd"]:
+        raise IfdError(f"{path}: [limits] data_budget_daily_usd exceeds data_budget_monthly_usd")
+
+    account_env = table.get("account_env")
+    if not isinstance(account_env, str) or not account_env.strip():
+        raise IfdError(f"{path}: [limits] account_env is missing (the environment variable holding the account id)")
+    account_id = (env.get(account_env) or "").strip()
+    if not account_id:
+        raise IfdError(f"{path}: [limits] account id not set: environment variable {account_env} is empty or unset")
+    return LiveLimits(**values, account_env=account_env, account_id=account_id, source=str(path))

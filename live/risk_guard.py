@@ -1,0 +1,379 @@
+"""The risk guard: one NautilusTrader ``Actor`` that enforces the limited-live limits.
+
+What it does (same code in a ``BacktestNode`` and a ``TradingNode``):
+
+- **Pre-trade position cap.** On start it puts itself in front of the RiskEngine: the
+  ``RiskEngine.execute`` message-bus endpoint (where every strategy's ``submit_order`` /
+  ``submit_order_list`` goes) is re-registered to the guard, which denies (``OrderDenied`` to
+  ``ExecEngine.process``, as the RiskEngine itself does) any entry that would take the open plus
+  pending contracts over ``max_position_contracts``, and passes everything else on to
+  ``RiskEngine.execute``. Orders that only reduce a position, and contingent children of a
+  bracket (stop / target), always pass.
+- **Post-trade limits**, checked on every position event (opened, changed, closed) and on a timer: the day's
+  loss (realized + unrealized), total risk, consecutive losses, drawdown from the day's P&L
+  peak (definitions in ``live/limits.py``). On a breach it halts: ``RiskEngine
+  .set_trading_state(TradingState.HALTED)`` (the RiskEngine then denies every new order and
+  publishes ``TradingStateChanged``), cancels every open order (``CancelOrder`` to
+  ``ExecEngine.execute``) and flattens every open position with a reduce-only market order
+  submitted on behalf of the strategy that owns it, straight to ``ExecEngine.execute`` (the
+  HALTED RiskEngine would deny it). While halted it re-flattens anything that opens later
+  (an order already in flight when the halt came). The halt is not lifted automatically.
+- ``emergency_stop(reason)`` does the same on demand; ``events()`` lists what happened
+  (``ts``, ``limit``, ``value``, ``action``) for the session report.
+
+The RiskEngine is found through the message bus the guard is registered on (the component
+holding it that is a ``RiskEngine``), or given explicitly with ``attach_risk_engine`` (e.g.
+``node.kernel.risk_engine``) before the node starts.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import asdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.common.enums import LogColor
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.core.uuid import UUID4
+from nautilus_trader.execution.messages import CancelOrder
+from nautilus_trader.execution.messages import SubmitOrder
+from nautilus_trader.execution.messages import SubmitOrderList
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import PositionSide
+from nautilus_trader.model.enums import PriceType
+from nautilus_trader.model.enums import TimeInForce
+from nautilus_trader.model.enums import TradingState
+from nautilus_trader.model.events import OrderDenied
+from nautilus_trader.model.events import PositionClosed
+from nautilus_trader.model.identifiers import ClientOrderId
+from nautilus_trader.model.instruments import OptionContract
+from nautilus_trader.model.orders import MarketOrder
+from nautilus_trader.risk.engine import RiskEngine
+
+from live.limits import HARD_CAPS
+from live.limits import LiveLimits
+from live.limits import check_limit
+
+GUARD_TAG = "RISK_GUARD"
+RISK_ENDPOINT = "RiskEngine.execute"
+EXEC_ENDPOINT = "ExecEngine.execute"
+
+
+class RiskGuardConfig(ActorConfig, frozen=True):
+    """The guard's limits (each positive and within ``live.limits.HARD_CAPS``); no account id."""
+
+    max_position_contracts: int = 1
+    max_daily_loss_usd: float = 50.0
+    max_total_risk_usd: float = 200.0
+    max_consecutive_losses: int = 3
+    max_drawdown_usd: float = 50.0
+    check_interval_ms: int = 1_000  # timer for the unrealized-P&L limits between events
+    stop_grace_ms: int = 2_000  # an open position may lack a working stop this long
+
+    @classmethod
+    def from_limits(cls, limits: LiveLimits, **overrides) -> RiskGuardConfig:
+        return cls(**{**limits.guard_settings(), **overrides})
+
+
+@dataclass(frozen=True)
+class LimitEvent:
+    ts: int  # ns, the guard's clock
+    limit: str  # daily_loss | total_risk | consecutive_losses | drawdown | max_position | emergency_stop
+    value: float  # the measured figure (USD, contracts or losses)
+    action: str  # halt | deny | flatten
+
+
+class RiskGuard(Actor):
+    """Watches the portfolio, denies entries over the position cap, halts and flattens on a breach."""
+
+    def __init__(self, config: RiskGuardConfig | None = None) -> None:
+        config = config or RiskGuardConfig()
+        super().__init__(config)
+        for name in ("max_position_contracts", "max_daily_loss_usd", "max_total_risk_usd",
+                     "max_consecutive_losses", "max_drawdown_usd"):
+            check_limit(name, getattr(config, name))  # ValueError when looser than HARD_CAPS
+        if config.check_interval_ms <= 0 or config.stop_grace_ms < 0:
+            raise ValueError("check_interval_ms must be > 0 and stop_grace_ms >= 0")
+        self._risk: RiskEngine | None = None
+        self._gate_installed = False
+        self._events: list[LimitEvent] = []
+        self._halted = False
+        self._halt_ts: int | None = None
+        self._flatten_orders: dict = {}  # position id -> client order id of the pending close
+        self._seq = 0
+        self._day = None
+        self._realized_closed = 0.0  # day's realized P&L of closed position cycles
+        self._consecutive = 0
+        self._peak = 0.0
+        self._last = {"pnl": 0.0, "total_risk": 0.0}
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def attach_risk_engine(self, risk_engine: RiskEngine) -> None:
+        """Use this RiskEngine (e.g. ``node.kernel.risk_engine``) instead of finding it."""
+        self._risk = risk_engine
+
+    def _find_risk_engine(self) -> RiskEngine | None:
+        found = [o for o in gc.get_referrers(self.msgbus) if isinstance(o, RiskEngine)]
+        return found[0] if len(found) == 1 else None
+
+    def on_start(self) -> None:
+        if self._risk is None:
+            self._risk = self._find_risk_engine()
+        if self._risk is None:
+            raise RuntimeError("RiskGuard: RiskEngine not found on the message bus (call attach_risk_engine)")
+        self.msgbus.deregister(RISK_ENDPOINT, self._risk.execute)
+        self.msgbus.register(RISK_ENDPOINT, self._gate)
+        self._gate_installed = True
+        self.msgbus.subscribe("events.position.*", self._on_position_event)
+        self.clock.set_timer(
+            "risk-guard-check",
+            interval=timedelta(milliseconds=self.config.check_interval_ms),
+            callback=lambda _event: self.check(),
+        )
+
+    def on_stop(self) -> None:
+        self.clock.cancel_timers()
+        if self._gate_installed:
+            self.msgbus.deregister(RISK_ENDPOINT, self._gate)
+            self.msgbus.register(RISK_ENDPOINT, self._risk.execute)
+            self._gate_installed = False
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def halted(self) -> bool:
+        return self._halted
+
+    @property
+    def halt_ts(self) -> int | None:
+        return self._halt_ts
+
+    def trading_state(self) -> TradingState | None:
+        return self._risk.trading_state if self._risk is not None else None
+
+    def events(self) -> list[dict]:
+        return [asdict(e) for e in self._events]
+
+    def figures(self) -> dict:
+        """The latest measured figures (for a report)."""
+        return {"day_pnl_usd": round(self._last["pnl"], 2), "day_peak_usd": round(self._peak, 2),
+                "total_risk_usd": round(self._last["total_risk"], 2),
+                "consecutive_losses": self._consecutive, "halted": self._halted}
+
+    def emergency_stop(self, reason: str = "manual") -> None:
+        """Cancel every open order, flatten every position and halt trading, now."""
+        self._breach("emergency_stop", 0.0, note=reason)
+
+    # -- pre-trade gate -------------------------------------------------------------------
+
+    def _gate(self, command) -> None:
+        entry = None
+        if isinstance(command, SubmitOrder):
+            entry = command.order
+        elif isinstance(command, SubmitOrderList):
+            roots = [o for o in command.order_list.orders if o.parent_order_id is None]
+            entry = roots[0] if len(roots) == 1 else None
+        if entry is not None and not self._halted and self._adds_exposure(entry):
+            exposure = self._exposure(exclude={o.client_order_id for o in _orders_of(command)})
+            if exposure + entry.quantity.as_double() > self.config.max_position_contracts:
+                self._record("max_position", exposure + entry.quantity.as_double(), "deny")
+                self._deny(command, f"RISK_GUARD max_position_contracts {self.config.max_position_contracts}")
+                return
+        self._risk.execute(command)
+
+    def _adds_exposure(self, order) -> bool:
+        if order.is_reduce_only:
+            return False
+        net = self._net(order.instrument_id)
+        if net > 0 and order.side == OrderSide.SELL and order.quantity.as_double() <= net:
+            return False
+        if net < 0 and order.side == OrderSide.BUY and order.quantity.as_double() <= -net:
+            return False
+        return True
+
+    def _net(self, instrument_id) -> float:
+        return sum(p.signed_qty for p in self.cache.positions_open(instrument_id=instrument_id))
+
+    def _exposure(self, exclude=frozenset()) -> float:
+        """Open contracts plus the leaves of pending entry orders (not reduce-only, not bracket children)."""
+        total = sum(abs(p.signed_qty) for p in self.cache.positions_open())
+        for order in self.cache.orders():
+            if order.is_closed or order.client_order_id in exclude:
+                continue
+            if order.is_reduce_only or order.parent_order_id is not None or GUARD_TAG in (order.tags or []):
+                continue
+            net = self._net(order.instrument_id)
+            reduces = (net > 0 and order.side == OrderSide.SELL) or (net < 0 and order.side == OrderSide.BUY)
+            if not reduces:
+                total += order.leaves_qty.as_double()
+        return total
+
+    def _deny(self, command, reason: str) -> None:
+        for order in _orders_of(command):
+            if order.is_closed:
+                continue
+            denied = OrderDenied(order.trader_id, order.strategy_id, order.instrument_id, order.client_order_id,
+                                 reason, UUID4(), self.clock.timestamp_ns())
+            self.msgbus.send("ExecEngine.process", denied)
+
+    # -- post-trade limits ----------------------------------------------------------------
+
+    def _roll_day(self) -> None:
+        day = self.clock.utc_now().date()
+        if day != self._day:
+            self._day, self._realized_closed, self._consecutive, self._peak = day, 0.0, 0, 0.0
+
+    def _on_position_event(self, event) -> None:
+        self._roll_day()
+        if isinstance(event, PositionClosed):
+            pnl = event.realized_pnl.as_double() if event.realized_pnl is not None else 0.0
+            self._realized_closed += pnl
+            self._consecutive = self._consecutive + 1 if pnl < 0 else 0
+            self._flatten_orders.pop(event.position_id, None)
+        self.check()
+
+    def day_pnl(self) -> float:
+        """Realized (closed cycles + open positions) plus unrealized at the exit price, USD."""
+        total = self._realized_closed
+        for position in self.cache.positions_open():
+            if position.realized_pnl is not None:
+                total += position.realized_pnl.as_double()
+            total += self._unrealized(position)
+        return total
+
+    def _mark(self, position):
+        book = self.cache.order_book(position.instrument_id)
+        price = None
+        if book is not None:
+            price = book.best_bid_price() if position.side == PositionSide.LONG else book.best_ask_price()
+        if price is None:
+            price = self.cache.price(position.instrument_id, PriceType.LAST)
+        return price
+
+    def _unrealized(self, position) -> float:
+        price = self._mark(position)
+        if price is None:
+            return 0.0
+        return position.unrealized_pnl(price).as_double()
+
+    def total_risk(self) -> float:
+        realized = self._realized_closed + sum(
+            p.realized_pnl.as_double() for p in self.cache.positions_open() if p.realized_pnl is not None
+        )
+        risk = max(0.0, -realized)
+        now = self.clock.timestamp_ns()
+        for position in self.cache.positions_open():
+            qty, mult = position.quantity.as_double(), position.multiplier.as_double()
+            closing = OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY
+            stops = [
+                o.trigger_price.as_double()
+                for o in self.cache.orders(instrument_id=position.instrument_id)
+                if not o.is_closed and o.side == closing and getattr(o, "trigger_price", None) is not None
+            ]
+            if stops:
+                stop = min(stops) if position.side == PositionSide.LONG else max(stops)
+                sign = 1.0 if position.side == PositionSide.LONG else -1.0
+                risk += max(0.0, sign * (position.avg_px_open - stop)) * qty * mult
+            elif now - position.ts_opened < self.config.stop_grace_ms * 1_000_000:
+                continue  # the stop may still be on its way
+            elif position.side == PositionSide.LONG and isinstance(self.cache.instrument(position.instrument_id),
+                                                                   OptionContract):
+                risk += position.avg_px_open * qty * mult  # a long option can lose its premium
+            else:
+                risk = math.inf  # short or future without a stop: unbounded
+        return risk
+
+    def check(self) -> None:
+        """Measure the figures and act on the first limit breached (re-flatten while halted)."""
+        if not self.is_running:
+            return
+        self._roll_day()
+        if self._halted:
+            self._flatten()
+            return
+        pnl = self.day_pnl()
+        self._peak = max(self._peak, pnl)
+        risk = self.total_risk()
+        self._last = {"pnl": pnl, "total_risk": risk}
+        cfg = self.config
+        if -pnl >= cfg.max_daily_loss_usd:
+            self._breach("daily_loss", -pnl)
+        elif risk > cfg.max_total_risk_usd:
+            self._breach("total_risk", risk)
+        elif self._consecutive >= cfg.max_consecutive_losses:
+            self._breach("consecutive_losses", self._consecutive)
+        elif self._peak - pnl >= cfg.max_drawdown_usd:
+            self._breach("drawdown", self._peak - pnl)
+
+    # -- halt, cancel, flatten ------------------------------------------------------------
+
+    def _record(self, limit: str, value: float, action: str, note: str = "") -> None:
+        event = LimitEvent(self.clock.timestamp_ns(), limit, float(value), action)
+        self._events.append(event)
+        self.log.warning(f"RISK LIMIT {limit}: value {value:.2f} -> {action}{' (' + note + ')' if note else ''}",
+                         LogColor.RED)
+
+    def _breach(self, limit: str, value: float, note: str = "") -> None:
+        if self._halted:
+            self._record(limit, value, "flatten", note)
+            self._cancel_all()
+            self._flatten()
+            return
+        self._halted = True
+        self._halt_ts = self.clock.timestamp_ns()
+        self._record(limit, value, "halt", note)
+        if self._risk.trading_state != TradingState.HALTED:
+            self._risk.set_trading_state(TradingState.HALTED)
+        self._cancel_all()
+        self._flatten()
+
+    def _cancel_all(self) -> None:
+        for order in self.cache.orders_open() + self.cache.orders_inflight():
+            if GUARD_TAG in (order.tags or []):
+                continue
+            command = CancelOrder(order.trader_id, order.strategy_id, order.instrument_id, order.client_order_id,
+                                  order.venue_order_id, UUID4(), self.clock.timestamp_ns())
+            self.msgbus.send(EXEC_ENDPOINT, command)
+
+    def _flatten(self) -> None:
+        for position in self.cache.positions_open():
+            pending = self._flatten_orders.get(position.id)
+            if pending is not None:
+                order = self.cache.order(pending)
+                if order is not None and not order.is_closed:
+                    continue
+            self._seq += 1
+            side = OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY
+            order = MarketOrder(
+                trader_id=self.trader_id,
+                strategy_id=position.strategy_id,
+                instrument_id=position.instrument_id,
+                client_order_id=ClientOrderId(f"RG-{self.clock.timestamp_ns()}-{self._seq}"),
+                order_side=side,
+                quantity=position.quantity,
+                init_id=UUID4(),
+                ts_init=self.clock.timestamp_ns(),
+                time_in_force=TimeInForce.IOC,
+                reduce_only=True,
+                tags=[GUARD_TAG],
+            )
+            self.cache.add_order(order, position.id)
+            self.msgbus.publish(f"events.order.{position.strategy_id}", order.init_event)
+            command = SubmitOrder(self.trader_id, position.strategy_id, order, UUID4(), self.clock.timestamp_ns(),
+                                  position_id=position.id)
+            self._flatten_orders[position.id] = order.client_order_id
+            self.log.warning(f"RISK GUARD flattening {position.id} ({side.name} {position.quantity})", LogColor.RED)
+            self.msgbus.send(EXEC_ENDPOINT, command)
+
+
+def _orders_of(command) -> list:
+    if isinstance(command, SubmitOrderList):
+        return list(command.order_list.orders)
+    return [command.order]
+
+
+__all__ = ["GUARD_TAG", "HARD_CAPS", "LimitEvent", "RiskGuard", "RiskGuardConfig"]
