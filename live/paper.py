@@ -1,0 +1,320 @@
+"""Paper trading: a NautilusTrader ``TradingNode`` on the Databento live feed with a sandbox venue.
+
+``build_paper_node(path)`` reads a paper TOML (see ``configs/live/paper.toml``) and returns a built
+``TradingNode`` with
+
+- the Databento live data client (dataset ``GLBX.MDP3``): instrument definitions for the parent
+  symbols (``NQ.OPT``, ``NQ.FUT``) or the explicit instrument ids are loaded at connect, before the
+  strategies start; the strategies' L3 (MBO) subscriptions are made in their ``on_start`` and the
+  adapter batches them into one MBO session (``mbo_subscriptions_delay`` must cover the definition
+  load); trades arrive through a separate ``trades`` subscription (NautilusTrader 1.231 forwards
+  only book deltas from the live MBO stream);
+- the sandbox execution client (simulated venue ``GLBX`` fed by the same live data, L3 book);
+- the IFD strategies from their profiles (``[[strategies]]`` like a backtest file; ``mode`` per
+  strategy: ``shadow``, ``trade`` or ``fallback``); ``data_mode`` is set to ``live``.
+
+The Databento API key is read by the adapter from ``DATABENTO_API_KEY``; it is never put in the
+node config, logged or printed. ``run_paper(config, duration_s)`` runs a node until the duration
+elapses, an optional ``stop_when(node)`` predicate holds, or Ctrl-C, then stops it, disposes of it
+and returns (and optionally writes) the strategies' summaries.
+
+CLI: ``python -m live.paper configs/live/paper.toml [--duration S] [--summary out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nautilus_trader.adapters.databento import (
+    DATABENTO,
+    DatabentoDataClientConfig,
+    DatabentoLiveDataClientFactory,
+)
+from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
+from nautilus_trader.adapters.sandbox.factory import SandboxLiveExecClientFactory
+from nautilus_trader.config import (
+    ImportableStrategyConfig,
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    LoggingConfig,
+    TradingNodeConfig,
+)
+from nautilus_trader.live.node import TradingNode
+from nautilus_trader.model.enums import AccountType, BookType, OmsType
+from nautilus_trader.model.identifiers import InstrumentId
+
+from backtests.config import _accepts, _profile_tables, _read_toml, resolve_project_path
+from ifd.errors import IfdError
+from strategies.trading import MODES
+
+API_KEY_ENV = "DATABENTO_API_KEY"
+SANDBOX = "SANDBOX"
+SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies"}
+NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeout_portfolio",
+             "timeout_disconnection", "timeout_post_stop"}
+DATABENTO_KEYS = {"dataset", "parent_symbols", "instrument_ids", "use_exchange_as_venue",
+                  "timeout_initial_load", "mbo_subscriptions_delay", "reconnect_timeout_mins"}
+SANDBOX_KEYS = {"venue", "starting_balances", "base_currency", "oms_type", "account_type",
+                "default_leverage", "book_type", "trade_execution", "bar_execution",
+                "reject_stop_orders", "support_contingent_orders", "use_reduce_only"}
+STRATEGY_KEYS = {"strategy_path", "config_path", "profile", "config"}
+
+
+@dataclass(frozen=True)
+class PaperSpec:
+    """A parsed, validated paper TOML file."""
+
+    path: Path
+    trader_id: str
+    node: dict
+    dataset: str
+    parent_symbols: tuple[str, ...]
+    instrument_ids: tuple[str, ...]
+    databento: DatabentoDataClientConfig
+    sandbox: SandboxExecutionClientConfig
+    risk_engine: LiveRiskEngineConfig
+    logging: LoggingConfig
+    strategies: tuple[ImportableStrategyConfig, ...]
+
+
+def _check_keys(path: Path, section: str, table: Mapping, allowed: set[str]) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise IfdError(f"{path}: [{section}] unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _convert(path: Path, section: str, value: Any, cls: type) -> Any:
+    try:
+        return msgspec.convert(value, cls, strict=False)
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise IfdError(f"{path}: [{section}] {exc}") from None
+
+
+def _strategies(path: Path, entries: list[dict]) -> tuple[ImportableStrategyConfig, ...]:
+    out = []
+    for index, entry in enumerate(entries):
+        where = f"[[strategies]] #{index + 1}"
+        for key in ("strategy_path", "config_path"):
+            if not entry.get(key):
+                raise IfdError(f"{path}: {where} needs {key}")
+        unknown = set(entry) - STRATEGY_KEYS
+        if unknown:
+            raise IfdError(f"{path}: {where} unknown key(s) {', '.join(sorted(unknown))}")
+        config = _profile_tables(path, entry["profile"]) if entry.get("profile") else {}
+        if _accepts(entry["config_path"], "data_mode"):
+            config["data_mode"] = "live"  # the profile's thresholds, fed by the live feed
+        config.update(entry.get("config", {}))
+        mode = config.get("mode")
+        if mode is not None and mode not in MODES:
+            raise IfdError(f"{path}: {where} mode must be one of {', '.join(MODES)}, got {mode!r}")
+        out.append(
+            ImportableStrategyConfig(
+                strategy_path=entry["strategy_path"], config_path=entry["config_path"], config=config,
+            ),
+        )
+    if not out:
+        raise IfdError(f"{path}: no [[strategies]] configured")
+    return tuple(out)
+
+
+def load_paper_spec(path: Path | str) -> PaperSpec:
+    """Read and validate a paper TOML file; every error names the file and the setting."""
+    path = resolve_project_path(path)
+    raw = _read_toml(path, f"{path}: no such paper config")
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+
+    node = dict(raw.get("node", {}))
+    _check_keys(path, "node", node, NODE_KEYS)
+    trader_id = str(node.pop("trader_id", "IFD-PAPER"))
+    if "-" not in trader_id:
+        raise IfdError(f"{path}: [node] trader_id must look like NAME-TAG, got {trader_id!r}")
+
+    db = dict(raw.get("databento", {}))
+    _check_keys(path, "databento", db, DATABENTO_KEYS)
+    dataset = str(db.pop("dataset", "GLBX.MDP3"))
+    parents = tuple(str(s) for s in db.pop("parent_symbols", []))
+    for symbol in parents:
+        if not symbol.endswith((".FUT", ".OPT")):
+            raise IfdError(f"{path}: [databento] parent symbol {symbol!r} must end with .FUT or .OPT")
+    ids = tuple(str(s) for s in db.pop("instrument_ids", []))
+    for value in ids:
+        try:
+            InstrumentId.from_str(value)
+        except ValueError:
+            raise IfdError(f"{path}: [databento] instrument id {value!r} is not SYMBOL.VENUE") from None
+    if not parents and not ids:
+        raise IfdError(f"{path}: [databento] needs parent_symbols or instrument_ids")
+    db.setdefault("use_exchange_as_venue", False)  # instrument ids on GLBX, the sandbox venue
+    db.setdefault("mbo_subscriptions_delay", 10.0)
+    # The adapter loads definitions only for instrument ids: the parent symbols are passed as
+    # ids too ("NQ.OPT.GLBX"), which the live client sends as stype_in=parent subscriptions.
+    load_ids = list(ids) + [f"{symbol}.GLBX" for symbol in parents]
+    try:
+        databento = DatabentoDataClientConfig(
+            **db,
+            instrument_ids=[InstrumentId.from_str(i) for i in load_ids],
+            parent_symbols={dataset: set(parents)} if parents else None,
+        )
+    except (TypeError, ValueError) as exc:
+        raise IfdError(f"{path}: [databento] {exc}") from None
+    if databento.mbo_subscriptions_delay is not None and databento.mbo_subscriptions_delay <= 0:
+        raise IfdError(f"{path}: [databento] mbo_subscriptions_delay must be > 0 (MBO is one batch)")
+
+    sandbox_raw = dict(raw.get("sandbox") or {})
+    _check_keys(path, "sandbox", sandbox_raw, SANDBOX_KEYS)
+    sandbox_raw.setdefault("venue", "GLBX")
+    sandbox_raw.setdefault("book_type", "L3_MBO")
+    if not sandbox_raw.get("starting_balances"):
+        raise IfdError(f"{path}: [sandbox] starting_balances is missing")
+    sandbox_raw["starting_balances"] = [str(b).replace("_", "") for b in sandbox_raw["starting_balances"]]
+    if "default_leverage" in sandbox_raw:
+        sandbox_raw["default_leverage"] = Decimal(str(sandbox_raw["default_leverage"]))
+    for key, enum in (("book_type", BookType), ("oms_type", OmsType), ("account_type", AccountType)):
+        value = sandbox_raw.get(key)
+        allowed = [member.name for member in enum]
+        if value is not None and value not in allowed:
+            raise IfdError(f"{path}: [sandbox] {key} {value!r} is not one of {', '.join(allowed)}")
+    sandbox = _convert(path, "sandbox", sandbox_raw, SandboxExecutionClientConfig)
+
+    return PaperSpec(
+        path=path,
+        trader_id=trader_id,
+        node=node,
+        dataset=dataset,
+        parent_symbols=parents,
+        instrument_ids=ids,
+        databento=databento,
+        sandbox=sandbox,
+        risk_engine=_convert(path, "risk_engine", raw.get("risk_engine", {}), LiveRiskEngineConfig),
+        logging=_convert(path, "logging", raw.get("logging", {"log_level": "INFO"}), LoggingConfig),
+        strategies=_strategies(path, raw.get("strategies", [])),
+    )
+
+
+def node_config(spec: PaperSpec) -> TradingNodeConfig:
+    """The ``TradingNodeConfig`` of a paper spec (no API key in it: the adapter reads the env)."""
+    return TradingNodeConfig(
+        trader_id=spec.trader_id,
+        logging=spec.logging,
+        risk_engine=spec.risk_engine,
+        exec_engine=LiveExecEngineConfig(reconciliation=False),  # the sandbox has no history
+        data_clients={DATABENTO: spec.databento},
+        exec_clients={SANDBOX: spec.sandbox},
+        strategies=list(spec.strategies),
+        **spec.node,
+    )
+
+
+def build_paper_node(
+    config_path: Path | str | PaperSpec, env: Mapping[str, str] = os.environ,
+) -> TradingNode:
+    """A built (not yet running) paper ``TradingNode``; ``IfdError`` if the config or key is bad."""
+    spec = config_path if isinstance(config_path, PaperSpec) else load_paper_spec(config_path)
+    if not env.get(API_KEY_ENV):
+        raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
+    if env is not os.environ and os.environ.get(API_KEY_ENV) != env[API_KEY_ENV]:
+        os.environ[API_KEY_ENV] = env[API_KEY_ENV]  # the adapter reads the process environment
+    node = TradingNode(config=node_config(spec))
+    node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
+    node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
+    node.build()
+    return node
+
+
+def strategy_summaries(node: TradingNode) -> dict[str, dict]:
+    """Each strategy's ``summary()`` (strategies without one: their state), keyed by strategy id."""
+    out = {}
+    for strategy in node.trader.strategies():
+        summary = strategy.summary() if hasattr(strategy, "summary") else {}
+        out[strategy.id.value] = {"strategy": type(strategy).__name__, **summary}
+    return out
+
+
+async def _run_until(
+    node: TradingNode, duration_s: float | None, stop_when: Callable[[TradingNode], bool] | None, poll_s: float,
+) -> str:
+    run = asyncio.ensure_future(node.run_async())
+    started = time.monotonic()
+    reason = "node stopped"
+    try:
+        while not run.done():
+            await asyncio.sleep(poll_s)
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                reason = "duration"
+                break
+            if stop_when is not None and node.trader.is_running and stop_when(node):
+                reason = "stop condition"
+                break
+    finally:
+        await node.stop_async()
+        try:
+            await asyncio.wait_for(run, timeout=10.0)
+        except (TimeoutError, asyncio.CancelledError):
+            run.cancel()
+    if run.done() and not run.cancelled() and run.exception() is not None:
+        raise run.exception()
+    return reason
+
+
+def run_paper(
+    config: Path | str | PaperSpec | TradingNode,
+    duration_s: float | None = None,
+    *,
+    stop_when: Callable[[TradingNode], bool] | None = None,
+    summary_path: Path | str | None = None,
+    poll_s: float = 0.25,
+) -> dict:
+    """Run a paper node until ``duration_s`` (None: until ``stop_when`` or Ctrl-C); always stops it.
+
+    Returns ``{"stopped_by", "seconds", "strategies": {id: summary}}`` and writes it as JSON to
+    ``summary_path`` when given.
+    """
+    node = config if isinstance(config, TradingNode) else build_paper_node(config)
+    loop = node.get_event_loop()
+    started = time.monotonic()
+    try:
+        reason = loop.run_until_complete(_run_until(node, duration_s, stop_when, poll_s))
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        loop.run_until_complete(node.stop_async())
+    result = {
+        "stopped_by": reason,
+        "seconds": round(time.monotonic() - started, 3),
+        "strategies": strategy_summaries(node),
+    }
+    node.dispose()
+    if summary_path is not None:
+        Path(summary_path).write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m live.paper", description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default="configs/live/paper.toml")
+    parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    parser.add_argument("--summary", type=Path, default=None, help="write the strategies' summaries here")
+    args = parser.parse_args(argv)
+    try:
+        result = run_paper(args.config, args.duration, summary_path=args.summary)
+    except IfdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in result.items() if k != "strategies"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

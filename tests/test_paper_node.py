@@ -1,0 +1,260 @@
+"""The paper TradingNode end to end: Databento live client -> our replay gateway on 127.0.0.1.
+
+NautilusTrader's live client has the gateway host built in (glbx-mdp3.lsg.databento.com:13000), so
+the node runs in a child process inside a private mount namespace whose /etc/hosts (bind-mounted)
+maps that host to 127.0.0.1; the child also runs the gateway on 127.0.0.1:13000. It writes the
+strategies' counts and the gateway's sessions to a JSON file this test reads.
+
+Run by hand: ``python -m tests.test_paper_node child CONFIG MBO DEFINITION OUT TIMEOUT``
+(inside such a namespace).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ifd.errors import IfdError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KEY = "db-PAPERtestKEYpapertestKEY12345"  # 32 characters, like a real key
+GATEWAY_HOST = "glbx-mdp3.lsg.databento.com"
+GATEWAY_PORT = 13000
+CHILD_TIMEOUT_S = 120.0
+DELTA_ACTIONS = {"A", "C", "M", "R"}
+
+TEST_CONFIG = """
+[node]
+trader_id = "IFD-PAPERTEST"
+timeout_connection = 30.0
+timeout_disconnection = 5.0
+timeout_post_stop = 1.0
+
+[databento]
+dataset = "GLBX.MDP3"
+parent_symbols = ["NQ.OPT", "NQ.FUT"]
+use_exchange_as_venue = false
+timeout_initial_load = 20.0
+mbo_subscriptions_delay = 6.0
+
+[sandbox]
+venue = "GLBX"
+starting_balances = ["1_000_000 USD"]
+base_currency = "USD"
+book_type = "L3_MBO"
+
+[logging]
+log_level = "INFO"
+
+[[strategies]]
+strategy_path = "strategies.flow_counter:FlowCounter"
+config_path = "strategies.flow_counter:FlowCounterConfig"
+
+[strategies.config]
+order_id_tag = "COUNT"
+
+[[strategies]]
+strategy_path = "strategies.ifd_v3:IfdV3Strategy"
+config_path = "strategies.ifd_v3:IfdV3Config"
+profile = "configs/profiles/ifd_v3.toml"
+
+[strategies.config]
+order_id_tag = "V3"
+mode = "shadow"
+"""
+
+
+# ---------------------------------------------------------------------------------------- child
+
+
+def _child(config: str, mbo: str, definition: str, out: str, timeout_s: str) -> int:
+    """Gateway on 127.0.0.1:13000 + the paper node until everything is delivered (or timeout)."""
+    import logging
+
+    from live.databento_gateway import DatabentoGateway
+    from live.paper import run_paper
+
+    logging.basicConfig(level=logging.INFO, format="gateway %(message)s")
+    gateway = DatabentoGateway(
+        {("GLBX.MDP3", "mbo"): mbo, ("GLBX.MDP3", "definition"): definition},
+        api_keys=[KEY],
+        host="127.0.0.1",
+        port=GATEWAY_PORT,
+        heartbeat_interval_s=1,
+    )
+    gateway.start()
+    state = {"last": None, "since": time.monotonic()}
+
+    def replayed(schema: str) -> bool:
+        # A session goes to heartbeats once its replay is sent.
+        return any(
+            s.heartbeats_sent > 0 and any(sub.schema == schema for sub in s.subscriptions)
+            for s in gateway.sessions
+        )
+
+    def delivered(node) -> bool:
+        if not (replayed("mbo") and replayed("trades")):
+            return False
+        counts = tuple(
+            (s.summary().get("order_book_deltas"), s.summary().get("trade_ticks"), s.summary().get("trades_seen"))
+            for s in node.trader.strategies()
+        )
+        if counts != state["last"]:
+            state["last"], state["since"] = counts, time.monotonic()
+        return time.monotonic() - state["since"] >= 2.0  # counts stable: the node has drained
+
+    try:
+        result = run_paper(config, float(timeout_s), stop_when=delivered)
+    finally:
+        gateway.stop()
+    result["gateway_sessions"] = [
+        {
+            "session_id": s.session_id,
+            "schemas": sorted({sub.schema for sub in s.subscriptions}),
+            "stype_in": sorted({sub.stype_in for sub in s.subscriptions}),
+            "snapshot": any(sub.snapshot for sub in s.subscriptions),
+            "records_sent": s.records_sent,
+            "heartbeats_sent": s.heartbeats_sent,
+            "error": s.error,
+        }
+        for s in gateway.sessions
+    ]
+    Path(out).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- tests
+
+
+def test_paper_spec_from_the_shipped_config():
+    from live.paper import load_paper_spec, node_config
+
+    spec = load_paper_spec("configs/live/paper.toml")
+    assert spec.dataset == "GLBX.MDP3"
+    assert spec.parent_symbols == ("NQ.OPT", "NQ.FUT")
+    assert spec.databento.use_exchange_as_venue is False
+    assert {i.value for i in spec.databento.instrument_ids} == {"NQ.OPT.GLBX", "NQ.FUT.GLBX"}
+    assert spec.databento.api_key is None  # read from the environment by the adapter
+    assert spec.sandbox.venue == "GLBX" and spec.sandbox.book_type == "L3_MBO"
+    modes = {s.strategy_path: s.config["mode"] for s in spec.strategies}
+    assert modes == {"strategies.ifd_v3:IfdV3Strategy": "shadow", "strategies.ifd_v1:IfdV1Strategy": "shadow"}
+    assert all(s.config["data_mode"] == "live" for s in spec.strategies)
+    assert "min_net_premium_usd" in spec.strategies[0].config["detector"]
+    config = node_config(spec)
+    assert set(config.data_clients) == {"DATABENTO"} and set(config.exec_clients) == {"SANDBOX"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('mode = "shadow"', 'mode = "yolo"'), "mode must be one of"),
+        (('parent_symbols = ["NQ.OPT", "NQ.FUT"]', 'parent_symbols = ["NQ"]'), "must end with .FUT or .OPT"),
+        (('book_type = "L3_MBO"', 'book_type = "L4"'), "book_type 'L4'"),
+        (("[logging]", "[bogus]\n[logging]"), "unknown section(s) bogus"),
+    ],
+)
+def test_paper_spec_errors_name_the_setting(tmp_path, edit, message):
+    from live.paper import load_paper_spec
+
+    path = tmp_path / "paper.toml"
+    path.write_text(TEST_CONFIG.replace(*edit))
+    with pytest.raises(IfdError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_paper_spec(path)
+
+
+def test_build_needs_the_api_key(tmp_path):
+    from live.paper import build_paper_node
+
+    path = tmp_path / "paper.toml"
+    path.write_text(TEST_CONFIG)
+    with pytest.raises(IfdError, match="DATABENTO_API_KEY is not set"):
+        build_paper_node(path, env={})
+
+
+def _namespace_or_skip(tmp_path: Path) -> Path:
+    if not shutil.which("unshare") or not shutil.which("mount"):
+        pytest.skip("unshare/mount not available")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {GATEWAY_HOST}\n")
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         f"mount --bind {hosts} /etc/hosts && getent hosts {GATEWAY_HOST}"],
+        capture_output=True, text=True, timeout=20, check=False,
+    )
+    if probe.returncode != 0 or "127.0.0.1" not in probe.stdout:
+        pytest.skip(f"private mount namespace refused: {probe.stderr.strip() or probe.stdout.strip()}")
+    return hosts
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from ifd.scenario.generate import ScenarioConfig, generate_scenario
+
+    root = tmp_path_factory.mktemp("paper")
+    generate_scenario(root / "scenario", ScenarioConfig(seed=3, strikes=4, expiries=1, minutes=10, rate=100))
+    return root / "scenario" / "mbo.dbn.zst", root / "scenario" / "definition.dbn.zst"
+
+
+def test_paper_node_receives_the_live_feed(tmp_path, session):
+    import databento as db
+
+    hosts = _namespace_or_skip(tmp_path)
+    mbo, definition = session
+    records = list(db.DBNStore.from_file(mbo))
+    actions = collections.Counter(str(r.action) for r in records)
+    sent_deltas = sum(actions[a] for a in DELTA_ACTIONS)
+    sent_trades = actions["T"]
+    config = tmp_path / "paper.toml"
+    config.write_text(TEST_CONFIG)
+    out = tmp_path / "result.json"
+    child = (
+        f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m tests.test_paper_node child "
+        f"{config} {mbo} {definition} {out} {CHILD_TIMEOUT_S}"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATABENTO_API_KEY"} | {"DATABENTO_API_KEY": KEY}
+    proc = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", child],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        log, _ = proc.communicate(timeout=CHILD_TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail(f"paper node child did not finish:\n{log[-4000:]}")
+    assert proc.returncode == 0, log[-6000:]
+    assert KEY not in log  # the API key is never logged
+    result = json.loads(out.read_text())
+    assert result["stopped_by"] == "stop condition", log[-4000:]
+
+    sessions = result["gateway_sessions"]
+    assert all(s["error"] is None for s in sessions)
+    assert any(s["schemas"] == ["mbo"] and s["snapshot"] for s in sessions)  # one MBO session
+    assert any("trades" in s["schemas"] for s in sessions)  # the separate trades subscription
+    assert any("parent" in s["stype_in"] for s in sessions)  # definitions by parent symbol
+
+    counter = result["strategies"]["FlowCounter-COUNT"]
+    assert counter["instruments_seen"] == 9  # 8 options + the future
+    assert counter["order_book_deltas"] == sent_deltas
+    assert counter["trade_ticks"] == sent_trades > 0
+    v3 = result["strategies"]["IfdV3Strategy-V3"]
+    assert v3["mode"] == "shadow" and v3["data_mode"] == "live"
+    assert v3["instruments"] == 9
+    assert v3["trades_seen"] == sent_trades
+    assert v3["signals_acted"] == 0 and v3["entries"] == 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "child":
+        sys.exit(_child(*sys.argv[2:]))
+    sys.exit("usage: python -m tests.test_paper_node child CONFIG MBO DEFINITION OUT TIMEOUT")
