@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ifd import __version__
+from ifd.env import load_dotenv
 from ifd.errors import IfdError
 
 DEFAULT_CATALOG = Path("data/catalog")
@@ -135,6 +136,22 @@ def cmd_study(args: argparse.Namespace) -> int:
     )
     print(json.dumps(study, indent=2, default=str) if args.json else render_aggregate_markdown(study))
     _say(f"wrote {Path(args.workdir) / (args.name + '.md')} and .json")
+    return 0
+
+
+def cmd_live_paper(args: argparse.Namespace) -> int:
+    from live.paper import run_paper
+
+    result = run_paper(args.config, args.duration, summary_path=Path(args.summary) if args.summary else None)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_live_check_limits(args: argparse.Namespace) -> int:
+    from live.limits import load_limits
+
+    limits = load_limits(Path(args.limits))
+    print(f"limits ok: {limits}")
     return 0
 
 
@@ -280,6 +297,27 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--json", action="store_true", help="print the pooled JSON instead of the table")
     study.set_defaults(func=cmd_study, seed=None, date=None)
 
+    live = groups.add_parser("live", help="paper trading on live Databento data (limited live: next)").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    paper = live.add_parser(
+        "paper",
+        help="run the IFD strategies in a TradingNode: Databento live data, Sandbox fills",
+        description="Databento live data (GLBX.MDP3; key from DATABENTO_API_KEY, never logged) and the "
+        "Sandbox execution client filling against the live L3 book, with the strategies and profiles of "
+        "the backtests. Stops after --duration seconds or on Ctrl-C.",
+    )
+    paper.add_argument("config", nargs="?", default="configs/live/paper.toml", help="paper node TOML")
+    paper.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    paper.add_argument("--summary", help="write the strategies' summaries to this JSON file")
+    paper.set_defaults(func=cmd_live_paper)
+    check = live.add_parser(
+        "check-limits",
+        help="validate limited-live limits against the hard caps (refuses what the limited node would refuse)",
+    )
+    check.add_argument("limits", nargs="?", default="configs/live/limits.toml", help="limits TOML")
+    check.set_defaults(func=cmd_live_check_limits)
+
     demo = groups.add_parser(
         "demo",
         help="generate the demo scenario, ingest it, run the demo backtest, print the summary",
@@ -298,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_dependency_warnings()
+    load_dotenv()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
