@@ -276,15 +276,18 @@ def run_paper(
     stop_when: Callable[[TradingNode], bool] | None = None,
     summary_path: Path | str | None = None,
     poll_s: float = 0.25,
+    session_dir: Path | str | None = None,
 ) -> dict:
     """Run a paper node until ``duration_s`` (None: until ``stop_when`` or Ctrl-C); always stops it.
 
     Returns ``{"stopped_by", "seconds", "strategies": {id: summary}}`` and writes it as JSON to
-    ``summary_path`` when given.
+    ``summary_path`` when given. With ``session_dir`` the stopped node's session folder (summary,
+    signals, reports; see ``live.session_report``) is written there before the node is disposed.
     """
     node = config if isinstance(config, TradingNode) else build_paper_node(config)
     loop = node.get_event_loop()
     started = time.monotonic()
+    started_ns = time.time_ns()
     try:
         reason = loop.run_until_complete(_run_until(node, duration_s, stop_when, poll_s))
     except KeyboardInterrupt:
@@ -295,7 +298,18 @@ def run_paper(
         "seconds": round(time.monotonic() - started, 3),
         "strategies": strategy_summaries(node),
     }
-    node.dispose()
+    if session_dir is not None:
+        from live.session_report import write_session_report
+
+        try:
+            write_session_report(
+                node, session_dir, started_ns=started_ns, ended_ns=time.time_ns(), stopped_by=reason,
+            )
+        finally:
+            node.dispose()
+        result["session_dir"] = str(session_dir)
+    else:
+        node.dispose()
     if summary_path is not None:
         Path(summary_path).write_text(json.dumps(result, indent=2, default=str))
     return result
