@@ -147,6 +147,14 @@ def cmd_live_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live_limited(args: argparse.Namespace) -> int:
+    from live.limited import run_limited
+
+    result = run_limited(args.config, args.duration, summary_path=Path(args.summary) if args.summary else None)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def cmd_live_check_limits(args: argparse.Namespace) -> int:
     from live.limits import load_limits
 
@@ -297,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--json", action="store_true", help="print the pooled JSON instead of the table")
     study.set_defaults(func=cmd_study, seed=None, date=None)
 
-    live = groups.add_parser("live", help="paper trading on live Databento data (limited live: next)").add_subparsers(
+    live = groups.add_parser("live", help="paper and limited-live TradingNodes on live Databento data").add_subparsers(
         dest="action", metavar="ACTION", required=True,
     )
     paper = live.add_parser(
@@ -311,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     paper.add_argument("--summary", help="write the strategies' summaries to this JSON file")
     paper.set_defaults(func=cmd_live_paper)
+    limited = live.add_parser(
+        "limited",
+        help="limited live: Interactive Brokers execution under hard limits (1 contract, $50/day)",
+        description="Databento live data, Interactive Brokers execution (TWS/Gateway host, port, client id and "
+        "account from the environment), the risk guard and NautilusTrader's RiskEngine limits. Refuses to "
+        "start, before connecting anywhere, when a limit is missing or looser than the hard caps, or the "
+        "account is not set.",
+    )
+    limited.add_argument("config", nargs="?", default="configs/live/limited.toml", help="limited node TOML")
+    limited.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    limited.add_argument("--summary", help="write the session summary to this JSON file")
+    limited.set_defaults(func=cmd_live_limited)
     check = live.add_parser(
         "check-limits",
         help="validate limited-live limits against the hard caps (refuses what the limited node would refuse)",

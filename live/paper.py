@@ -131,7 +131,11 @@ def _strategies(path: Path, entries: list[dict]) -> tuple[ImportableStrategyConf
 def load_paper_spec(path: Path | str) -> PaperSpec:
     """Read and validate a paper TOML file; every error names the file and the setting."""
     path = resolve_project_path(path)
-    raw = _read_toml(path, f"{path}: no such paper config")
+    return paper_spec_from_tables(path, _read_toml(path, f"{path}: no such paper config"))
+
+
+def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
+    """Validate a paper node's tables (read from ``path``, which errors name)."""
     unknown = set(raw) - SECTIONS
     if unknown:
         raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
