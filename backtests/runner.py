@@ -106,6 +106,14 @@ class ProgressBacktestNode(BacktestNode):
         self._progress = progress
         self._counting = False
 
+    def build(self) -> None:
+        """Build the engines, then hand each engine's RiskEngine to actors that act on it (the risk guard)."""
+        super().build()
+        for engine in self.get_engines():
+            for actor in engine.trader.actors():
+                if hasattr(actor, "attach_risk_engine"):
+                    actor.attach_risk_engine(engine.kernel.risk_engine)
+
     def _validate_configs(self, configs) -> None:
         super()._validate_configs([_per_instrument_book_view(config) for config in configs])
 

@@ -28,7 +28,6 @@ holding it that is a ``RiskEngine``), or given explicitly with ``attach_risk_eng
 
 from __future__ import annotations
 
-import gc
 import math
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -113,18 +112,12 @@ class RiskGuard(Actor):
     # -- wiring ---------------------------------------------------------------------------
 
     def attach_risk_engine(self, risk_engine: RiskEngine) -> None:
-        """Use this RiskEngine (e.g. ``node.kernel.risk_engine``) instead of finding it."""
+        """The node's RiskEngine (``node.kernel.risk_engine``): node factories call this after building."""
         self._risk = risk_engine
-
-    def _find_risk_engine(self) -> RiskEngine | None:
-        found = [o for o in gc.get_referrers(self.msgbus) if isinstance(o, RiskEngine)]
-        return found[0] if len(found) == 1 else None
 
     def on_start(self) -> None:
         if self._risk is None:
-            self._risk = self._find_risk_engine()
-        if self._risk is None:
-            raise RuntimeError("RiskGuard: RiskEngine not found on the message bus (call attach_risk_engine)")
+            raise RuntimeError("RiskGuard: no RiskEngine attached (the node factory calls attach_risk_engine)")
         self.msgbus.deregister(RISK_ENDPOINT, self._risk.execute)
         self.msgbus.register(RISK_ENDPOINT, self._gate)
         self._gate_installed = True
