@@ -140,9 +140,18 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_live_paper(args: argparse.Namespace) -> int:
+    from live.paper import paper_config
     from live.paper import run_paper
+    from live.replay_client import replay_finished
 
-    result = run_paper(args.config, args.duration, summary_path=Path(args.summary) if args.summary else None)
+    config = paper_config(args.config, [Path(p) for p in args.replay or []], args.speed)
+    result = run_paper(
+        config,
+        args.duration,
+        stop_when=replay_finished if args.replay else None,
+        summary_path=Path(args.summary) if args.summary else None,
+        session_dir=Path(args.session) if args.session else None,
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -318,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("config", nargs="?", default="configs/live/paper.toml", help="paper node TOML")
     paper.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     paper.add_argument("--summary", help="write the strategies' summaries to this JSON file")
+    paper.add_argument("--session", help="write a session folder (run-folder format, for ifd evaluate) here")
+    paper.add_argument(
+        "--replay", nargs="+", metavar="PATH",
+        help="rehearse offline: replay a catalog folder or DBN files instead of the Databento feed (no key needed)",
+    )
+    paper.add_argument("--speed", type=float, default=1.0, help="replay speed: 1 real time, N times, 0 as fast as possible")
     paper.set_defaults(func=cmd_live_paper)
     limited = live.add_parser(
         "limited",

@@ -18,6 +18,12 @@ node config, logged or printed. ``run_paper(config, duration_s)`` runs a node un
 elapses, an optional ``stop_when(node)`` predicate holds, or Ctrl-C, then stops it, disposes of it
 and returns (and optionally writes) the strategies' summaries.
 
+Replay instead of the live feed: a ``[replay]`` section (``catalog`` = a ParquetDataCatalog folder
+or ``dbn_files`` = DBN paths, ``speed`` = 1.0 real time / N x / 0 as fast as possible,
+``start_delay_s``), or ``with_replay(spec, ...)``, or ``--replay PATH... [--speed N]``, makes the
+node use ``live.replay_client.ReplayDataClient`` instead of Databento's (no API key needed; the
+``[databento]`` section is then optional).
+
 CLI: ``python -m live.paper configs/live/paper.toml [--duration S] [--summary out.json]``.
 """
 
@@ -30,7 +36,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -56,11 +62,18 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from backtests.config import _accepts, _profile_tables, _read_toml, resolve_project_path
 from ifd.errors import IfdError
+from live.replay_client import (
+    REPLAY,
+    ReplayDataClientConfig,
+    ReplayLiveDataClientFactory,
+    replay_finished,
+)
 from strategies.trading import MODES
 
 API_KEY_ENV = "DATABENTO_API_KEY"
 SANDBOX = "SANDBOX"
-SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies"}
+SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies", "replay"}
+REPLAY_KEYS = {"catalog", "dbn_files", "speed", "start_delay_s", "instrument_ids"}
 NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeout_portfolio",
              "timeout_disconnection", "timeout_post_stop"}
 DATABENTO_KEYS = {"dataset", "parent_symbols", "instrument_ids", "use_exchange_as_venue",
@@ -81,11 +94,12 @@ class PaperSpec:
     dataset: str
     parent_symbols: tuple[str, ...]
     instrument_ids: tuple[str, ...]
-    databento: DatabentoDataClientConfig
+    databento: DatabentoDataClientConfig | None
     sandbox: SandboxExecutionClientConfig
     risk_engine: LiveRiskEngineConfig
     logging: LoggingConfig
     strategies: tuple[ImportableStrategyConfig, ...]
+    replay: ReplayDataClientConfig | None = None  # set: replay recorded data, not the live feed
 
 
 def _check_keys(path: Path, section: str, table: Mapping, allowed: set[str]) -> None:
@@ -134,18 +148,7 @@ def load_paper_spec(path: Path | str) -> PaperSpec:
     return paper_spec_from_tables(path, _read_toml(path, f"{path}: no such paper config"))
 
 
-def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
-    """Validate a paper node's tables (read from ``path``, which errors name)."""
-    unknown = set(raw) - SECTIONS
-    if unknown:
-        raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
-
-    node = dict(raw.get("node", {}))
-    _check_keys(path, "node", node, NODE_KEYS)
-    trader_id = str(node.pop("trader_id", "IFD-PAPER"))
-    if "-" not in trader_id:
-        raise IfdError(f"{path}: [node] trader_id must look like NAME-TAG, got {trader_id!r}")
-
+def _databento(path: Path, raw: dict) -> tuple[str, tuple[str, ...], tuple[str, ...], DatabentoDataClientConfig]:
     db = dict(raw.get("databento", {}))
     _check_keys(path, "databento", db, DATABENTO_KEYS)
     dataset = str(db.pop("dataset", "GLBX.MDP3"))
@@ -176,6 +179,66 @@ def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
         raise IfdError(f"{path}: [databento] {exc}") from None
     if databento.mbo_subscriptions_delay is not None and databento.mbo_subscriptions_delay <= 0:
         raise IfdError(f"{path}: [databento] mbo_subscriptions_delay must be > 0 (MBO is one batch)")
+    return dataset, parents, ids, databento
+
+
+def _replay_config(path: Path, table: dict) -> ReplayDataClientConfig:
+    table = dict(table)
+    _check_keys(path, "replay", table, REPLAY_KEYS)
+    catalog, files = table.pop("catalog", None), table.pop("dbn_files", None)
+    return replay_config(
+        catalog=resolve_project_path(catalog) if catalog else None,
+        dbn_files=[resolve_project_path(f) for f in files] if files else None,
+        where=f"{path}: [replay]",
+        **table,
+    )
+
+
+def replay_config(
+    catalog: Path | str | None = None,
+    dbn_files: list[Path | str] | None = None,
+    speed: float | None = None,
+    start_delay_s: float = 1.0,
+    instrument_ids: list[str] | None = None,
+    where: str = "replay",
+) -> ReplayDataClientConfig:
+    """A replay data client config (a catalog folder or DBN files; speed None/0: max speed)."""
+    if bool(catalog) == bool(dbn_files):
+        raise IfdError(f"{where}: give a catalog folder or DBN files (exactly one)")
+    if speed is not None and speed < 0:
+        raise IfdError(f"{where}: speed must be >= 0, got {speed}")
+    return ReplayDataClientConfig(
+        catalog_path=str(catalog) if catalog else None,
+        dbn_files=[str(f) for f in dbn_files] if dbn_files else None,
+        speed=float(speed) if speed else None,
+        start_delay_s=float(start_delay_s),
+        instrument_ids=list(instrument_ids) if instrument_ids else None,
+    )
+
+
+def with_replay(spec: PaperSpec, **kwargs: Any) -> PaperSpec:
+    """``spec`` with its data from a replay (``replay_config`` arguments) instead of Databento."""
+    return replace(spec, replay=replay_config(**kwargs))
+
+
+def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
+    """Validate a paper node's tables (read from ``path``, which errors name)."""
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+
+    node = dict(raw.get("node", {}))
+    _check_keys(path, "node", node, NODE_KEYS)
+    trader_id = str(node.pop("trader_id", "IFD-PAPER"))
+    if "-" not in trader_id:
+        raise IfdError(f"{path}: [node] trader_id must look like NAME-TAG, got {trader_id!r}")
+
+    replay = _replay_config(path, raw["replay"]) if "replay" in raw else None
+    if replay is not None and "databento" not in raw:
+        databento = None
+        dataset, parents, ids = "GLBX.MDP3", (), ()
+    else:
+        dataset, parents, ids, databento = _databento(path, raw)
 
     sandbox_raw = dict(raw.get("sandbox") or {})
     _check_keys(path, "sandbox", sandbox_raw, SANDBOX_KEYS)
@@ -205,6 +268,7 @@ def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
         risk_engine=_convert(path, "risk_engine", raw.get("risk_engine", {}), LiveRiskEngineConfig),
         logging=_convert(path, "logging", raw.get("logging", {"log_level": "INFO"}), LoggingConfig),
         strategies=_strategies(path, raw.get("strategies", [])),
+        replay=replay,
     )
 
 
@@ -215,7 +279,7 @@ def node_config(spec: PaperSpec) -> TradingNodeConfig:
         logging=spec.logging,
         risk_engine=spec.risk_engine,
         exec_engine=LiveExecEngineConfig(reconciliation=False),  # the sandbox has no history
-        data_clients={DATABENTO: spec.databento},
+        data_clients={REPLAY: spec.replay} if spec.replay is not None else {DATABENTO: spec.databento},
         exec_clients={SANDBOX: spec.sandbox},
         strategies=list(spec.strategies),
         **spec.node,
@@ -227,6 +291,12 @@ def build_paper_node(
 ) -> TradingNode:
     """A built (not yet running) paper ``TradingNode``; ``IfdError`` if the config or key is bad."""
     spec = config_path if isinstance(config_path, PaperSpec) else load_paper_spec(config_path)
+    if spec.replay is not None:  # recorded data: no Databento client, no key
+        node = TradingNode(config=node_config(spec))
+        node.add_data_client_factory(REPLAY, ReplayLiveDataClientFactory)
+        node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
+        node.build()
+        return node
     if not env.get(API_KEY_ENV):
         raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
     if env is not os.environ and os.environ.get(API_KEY_ENV) != env[API_KEY_ENV]:
@@ -319,14 +389,29 @@ def run_paper(
     return result
 
 
+def paper_config(config: Path | str, replay: list[Path] | None = None, speed: float = 1.0) -> Path | str | PaperSpec:
+    """The paper config, switched to replay a catalog folder (one path) or DBN files when given."""
+    if not replay:
+        return config
+    spec = load_paper_spec(config)
+    if len(replay) == 1 and Path(replay[0]).is_dir():
+        return with_replay(spec, catalog=Path(replay[0]), speed=speed)
+    return with_replay(spec, dbn_files=[Path(p) for p in replay], speed=speed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m live.paper", description=__doc__.split("\n")[0])
     parser.add_argument("config", nargs="?", default="configs/live/paper.toml")
     parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--summary", type=Path, default=None, help="write the strategies' summaries here")
+    parser.add_argument("--replay", nargs="+", default=None, metavar="PATH",
+                        help="replay a catalog folder or DBN files instead of the Databento feed")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 real time, 0 max)")
     args = parser.parse_args(argv)
     try:
-        result = run_paper(args.config, args.duration, summary_path=args.summary)
+        config = paper_config(args.config, [Path(p) for p in args.replay or []], args.speed)
+        stop_when = replay_finished if args.replay else None
+        result = run_paper(config, args.duration, stop_when=stop_when, summary_path=args.summary)
     except IfdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,3 +30,34 @@ def test_live_commands_refuse_without_secrets_and_never_print_them(tmp_path, mon
     assert main(["live", "check-limits", str(root / "configs/live/limits.toml")]) == 0
     out = capsys.readouterr().out
     assert "limits ok" in out and "U7654321" not in out
+
+
+def test_live_paper_replay_from_the_command_line(tmp_path, capsys):
+    """Offline rehearsal: `ifd live paper --replay CATALOG --speed 0` needs no key and writes a session folder."""
+    import json
+    import subprocess
+    import sys
+
+    from catalogs.ingest import ingest
+    from ifd.scenario.generate import ScenarioConfig
+    from ifd.scenario.generate import generate_scenario
+
+    generate_scenario(tmp_path / "scenario", ScenarioConfig(seed=5, strikes=2, expiries=1, minutes=4, rate=80.0))
+    ingest([tmp_path / "scenario" / "definition.dbn.zst", tmp_path / "scenario" / "mbo.dbn.zst"], tmp_path / "catalog")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DATABENTO_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ifd.cli", "live", "paper", str(root / "configs/live/paper.toml"),
+         "--replay", str(tmp_path / "catalog"), "--speed", "0", "--duration", "120",
+         "--session", str(tmp_path / "session")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "session" / "summary.json").read_text())
+    trades = {entry["results"]["trades_seen"] for entry in summary["strategies"].values()}
+    catalog_trades = sum(
+        __import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(f).metadata.num_rows
+        for f in (tmp_path / "catalog" / "data" / "trade_tick").rglob("*.parquet")
+    )
+    assert trades == {catalog_trades}
+    assert (tmp_path / "session" / "signals.parquet").exists()
