@@ -12,23 +12,15 @@ Run by hand: ``python -m tests.test_paper_node child CONFIG MBO DEFINITION OUT T
 from __future__ import annotations
 
 import collections
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ifd.errors import IfdError
+from tests.support.live_harness import KEY
+from tests.support.live_harness import run_paper_child
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-KEY = "db-PAPERtestKEYpapertestKEY12345"  # 32 characters, like a real key
-GATEWAY_HOST = "glbx-mdp3.lsg.databento.com"
-GATEWAY_PORT = 13000
 CHILD_TIMEOUT_S = 120.0
 DELTA_ACTIONS = {"A", "C", "M", "R"}
 
@@ -71,65 +63,6 @@ profile = "configs/profiles/ifd_v3.toml"
 order_id_tag = "V3"
 mode = "shadow"
 """
-
-
-# ---------------------------------------------------------------------------------------- child
-
-
-def _child(config: str, mbo: str, definition: str, out: str, timeout_s: str) -> int:
-    """Gateway on 127.0.0.1:13000 + the paper node until everything is delivered (or timeout)."""
-    import logging
-
-    from live.databento_gateway import DatabentoGateway
-    from live.paper import run_paper
-
-    logging.basicConfig(level=logging.INFO, format="gateway %(message)s")
-    gateway = DatabentoGateway(
-        {("GLBX.MDP3", "mbo"): mbo, ("GLBX.MDP3", "definition"): definition},
-        api_keys=[KEY],
-        host="127.0.0.1",
-        port=GATEWAY_PORT,
-        heartbeat_interval_s=1,
-    )
-    gateway.start()
-    state = {"last": None, "since": time.monotonic()}
-
-    def replayed(schema: str) -> bool:
-        # A session goes to heartbeats once its replay is sent.
-        return any(
-            s.heartbeats_sent > 0 and any(sub.schema == schema for sub in s.subscriptions)
-            for s in gateway.sessions
-        )
-
-    def delivered(node) -> bool:
-        if not (replayed("mbo") and replayed("trades")):
-            return False
-        counts = tuple(
-            (s.summary().get("order_book_deltas"), s.summary().get("trade_ticks"), s.summary().get("trades_seen"))
-            for s in node.trader.strategies()
-        )
-        if counts != state["last"]:
-            state["last"], state["since"] = counts, time.monotonic()
-        return time.monotonic() - state["since"] >= 2.0  # counts stable: the node has drained
-
-    try:
-        result = run_paper(config, float(timeout_s), stop_when=delivered)
-    finally:
-        gateway.stop()
-    result["gateway_sessions"] = [
-        {
-            "session_id": s.session_id,
-            "schemas": sorted({sub.schema for sub in s.subscriptions}),
-            "stype_in": sorted({sub.stype_in for sub in s.subscriptions}),
-            "snapshot": any(sub.snapshot for sub in s.subscriptions),
-            "records_sent": s.records_sent,
-            "heartbeats_sent": s.heartbeats_sent,
-            "error": s.error,
-        }
-        for s in gateway.sessions
-    ]
-    Path(out).write_text(json.dumps(result, indent=2, default=str))
-    return 0
 
 
 # ---------------------------------------------------------------------------------------- tests
@@ -180,21 +113,6 @@ def test_build_needs_the_api_key(tmp_path):
         build_paper_node(path, env={})
 
 
-def _namespace_or_skip(tmp_path: Path) -> Path:
-    if not shutil.which("unshare") or not shutil.which("mount"):
-        pytest.skip("unshare/mount not available")
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {GATEWAY_HOST}\n")
-    probe = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c",
-         f"mount --bind {hosts} /etc/hosts && getent hosts {GATEWAY_HOST}"],
-        capture_output=True, text=True, timeout=20, check=False,
-    )
-    if probe.returncode != 0 or "127.0.0.1" not in probe.stdout:
-        pytest.skip(f"private mount namespace refused: {probe.stderr.strip() or probe.stdout.strip()}")
-    return hosts
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     from ifd.scenario.generate import ScenarioConfig, generate_scenario
@@ -207,34 +125,13 @@ def session(tmp_path_factory):
 def test_paper_node_receives_the_live_feed(tmp_path, session):
     import databento as db
 
-    hosts = _namespace_or_skip(tmp_path)
     mbo, definition = session
     records = list(db.DBNStore.from_file(mbo))
     actions = collections.Counter(str(r.action) for r in records)
     sent_deltas = sum(actions[a] for a in DELTA_ACTIONS)
     sent_trades = actions["T"]
-    config = tmp_path / "paper.toml"
-    config.write_text(TEST_CONFIG)
-    out = tmp_path / "result.json"
-    child = (
-        f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m tests.test_paper_node child "
-        f"{config} {mbo} {definition} {out} {CHILD_TIMEOUT_S}"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DATABENTO_API_KEY"} | {"DATABENTO_API_KEY": KEY}
-    proc = subprocess.Popen(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", child],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )
-    try:
-        log, _ = proc.communicate(timeout=CHILD_TIMEOUT_S + 60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail(f"paper node child did not finish:\n{log[-4000:]}")
-    assert proc.returncode == 0, log[-6000:]
+    result, log = run_paper_child(tmp_path, TEST_CONFIG, mbo, definition, timeout_s=CHILD_TIMEOUT_S)
     assert KEY not in log  # the API key is never logged
-    result = json.loads(out.read_text())
     assert result["stopped_by"] == "stop condition", log[-4000:]
 
     sessions = result["gateway_sessions"]
@@ -252,9 +149,3 @@ def test_paper_node_receives_the_live_feed(tmp_path, session):
     assert v3["instruments"] == 9
     assert v3["trades_seen"] == sent_trades
     assert v3["signals_acted"] == 0 and v3["entries"] == 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "child":
-        sys.exit(_child(*sys.argv[2:]))
-    sys.exit("usage: python -m tests.test_paper_node child CONFIG MBO DEFINITION OUT TIMEOUT")
