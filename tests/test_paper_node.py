@@ -11,7 +11,6 @@ Run by hand: ``python -m tests.test_paper_node child CONFIG MBO DEFINITION OUT T
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,10 @@ import pytest
 from ifd.errors import IfdError
 from tests.support.live_harness import KEY
 from tests.support.live_harness import run_paper_child
+from tests.support.live_harness import sent_counts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 120.0
-DELTA_ACTIONS = {"A", "C", "M", "R"}
 
 TEST_CONFIG = """
 [node]
@@ -123,13 +122,9 @@ def session(tmp_path_factory):
 
 
 def test_paper_node_receives_the_live_feed(tmp_path, session):
-    import databento as db
 
     mbo, definition = session
-    records = list(db.DBNStore.from_file(mbo))
-    actions = collections.Counter(str(r.action) for r in records)
-    sent_deltas = sum(actions[a] for a in DELTA_ACTIONS)
-    sent_trades = actions["T"]
+    sent_deltas, sent_trades = sent_counts(mbo)
     result, log = run_paper_child(tmp_path, TEST_CONFIG, mbo, definition, timeout_s=CHILD_TIMEOUT_S)
     assert KEY not in log  # the API key is never logged
     assert result["stopped_by"] == "stop condition", log[-4000:]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.databento.dbn_files import open_dbn
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "db-HARNESStestKEYharnessKEY12345"  # 32 characters, like a real key
 GATEWAY_HOST = "glbx-mdp3.lsg.databento.com"
@@ -166,3 +168,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "child":
         sys.exit(_child(sys.argv[2]))
     sys.exit("usage: python -m tests.support.live_harness child SPEC.json")
+
+
+def sent_counts(mbo: Path) -> tuple[int, int]:
+    """Book deltas (A/C/M/R records) and trades (T records) a gateway replaying ``mbo`` sends."""
+    actions = open_dbn(mbo).action_counts()
+    return sum(actions.get(a, 0) for a in ("A", "C", "M", "R")), actions.get("T", 0)
