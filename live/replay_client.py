@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nautilus_trader.cache.cache import Cache
@@ -214,13 +216,26 @@ class ReplayDataClient(LiveMarketDataClient):
         speed = self._config.speed or None
         self.started = True
         self._log.info(f"Replay started (speed={'max' if speed is None else speed})")
-        records = self._records()
+        reader = _ChunkReader(self._records)
+        reader.start()
         started = time.monotonic()
-        first_ts: int | None = None
         pending: dict[InstrumentId, list[OrderBookDelta]] = {}
+        try:
+            await self._stream(reader, speed, started, pending)
+        finally:
+            reader.stop.set()  # the reader drops the catalog query on its own thread
+        for instrument_id, batch in pending.items():  # a recording cut before F_LAST
+            self._handle_data(OrderBookDeltas(instrument_id, batch))
+            self.published["order_book_deltas"] += len(batch)
+        self.replay_seconds = time.monotonic() - started
+        self.finished = True
+        self._log.info(f"Replay finished in {self.replay_seconds:.3f}s: {self.published}")
+
+    async def _stream(self, reader: _ChunkReader, speed: float | None, started: float, pending: dict) -> None:
+        first_ts: int | None = None
         since_yield = 0
         while True:
-            chunk = await asyncio.to_thread(_take, records, 10_000)
+            chunk = await asyncio.to_thread(reader.next_chunk)
             if not chunk:
                 break
             for record in chunk:
@@ -251,12 +266,57 @@ class ReplayDataClient(LiveMarketDataClient):
                 if since_yield >= YIELD_EVERY:
                     since_yield = 0
                     await asyncio.sleep(0)
-        for instrument_id, batch in pending.items():  # a recording cut before F_LAST
-            self._handle_data(OrderBookDeltas(instrument_id, batch))
-            self.published["order_book_deltas"] += len(batch)
-        self.replay_seconds = time.monotonic() - started
-        self.finished = True
-        self._log.info(f"Replay finished in {self.replay_seconds:.3f}s: {self.published}")
+
+
+class _ChunkReader(threading.Thread):
+    """Reads the records in chunks on one thread of its own.
+
+    The catalog's query result is a Rust object that must be used and dropped on the thread that
+    created it (dropping it on another thread aborts the process, e.g. when a node stops in the
+    middle of a replay), so one thread owns it from start to end and hands out plain lists.
+    """
+
+    def __init__(self, records: Callable[[], Iterator[Data]], chunk_size: int = 10_000) -> None:
+        super().__init__(name="replay-reader", daemon=True)
+        self._records = records
+        self._chunk_size = chunk_size
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        records = None
+        try:
+            records = self._records()
+            while not self.stop.is_set():
+                chunk = _take(records, self._chunk_size)
+                if not self._put(chunk) or not chunk:
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+        finally:
+            del records
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next_chunk(self) -> list[Data]:
+        """The next chunk (blocking; an empty list at the end)."""
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if not self.is_alive() and self._queue.empty():
+                    return []
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
 
 
 def _take(records: Iterator[Data], n: int) -> list[Data]:
