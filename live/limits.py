@@ -104,8 +104,30 @@ def check_limit(name: str, value) -> float | int:
     return int(value) if name in INTEGER_LIMITS else float(value)
 
 
-def load_limits(path: Path | str, env: Mapping[str, str] = os.environ) -> LiveLimits:
-    """Read ``[limits]`` from ``path``; every refusal is an ``IfdError`` naming the file and setting."""
+def limits_section(path: Path, raw: Mapping, env: Mapping[str, str] = os.environ,
+                   *, need_account: bool = True) -> LiveLimits:
+    """The ``[limits]`` table of a node file: inline settings, or ``path = "configs/live/limits.toml"``."""
+    from backtests.config import resolve_project_path
+
+    table = raw.get("limits")
+    if not isinstance(table, dict):
+        raise IfdError(f"{path}: [limits] is missing (inline limits or path = \"configs/live/limits.toml\")")
+    if set(table) == {"path"}:
+        limits_path = resolve_project_path(str(table["path"]))
+        if not limits_path.exists():
+            raise IfdError(f"{path}: [limits] path {table['path']} not found")
+        return load_limits(limits_path, env, need_account=need_account)
+    if "path" in table:
+        raise IfdError(f"{path}: [limits] either path or inline limit settings, not both")
+    return load_limits(path, env, need_account=need_account)
+
+
+def load_limits(path: Path | str, env: Mapping[str, str] = os.environ, *, need_account: bool = True) -> LiveLimits:
+    """Read ``[limits]`` from ``path``; every refusal is an ``IfdError`` naming the file and setting.
+
+    ``need_account=False`` (paper nodes, which rehearse the limits without a broker) lets the
+    account variable be unset.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -135,6 +157,6 @@ def load_limits(path: Path | str, env: Mapping[str, str] = os.environ) -> LiveLi
     if not isinstance(account_env, str) or not account_env.strip():
         raise IfdError(f"{path}: [limits] account_env is missing (the environment variable holding the account id)")
     account_id = (env.get(account_env) or "").strip()
-    if not account_id:
+    if not account_id and need_account:
         raise IfdError(f"{path}: [limits] account id not set: environment variable {account_env} is empty or unset")
     return LiveLimits(**values, account_env=account_env, account_id=account_id, source=str(path))

@@ -20,6 +20,12 @@ What it does (same code in a ``BacktestNode`` and a ``TradingNode``):
   (an order already in flight when the halt came). The halt is not lifted automatically.
 - ``emergency_stop(reason)`` does the same on demand; ``events()`` lists what happened
   (``ts``, ``limit``, ``value``, ``action``) for the session report.
+- **State across restarts.** The day is the CME trading day (``ifd.sessions``: 17:00 Chicago
+  starts the next day). The day's realized P&L, consecutive losses, P&L peak, the halt and the
+  day's limit events are the guard's state (``on_save`` / ``on_load``); the guard writes it to the
+  cache database on every change (``Cache.update_actor``), so with Redis (``live.state``) a node
+  killed without warning comes back, on the same trading day, with them (and HALTED if it was).
+  A restart on a later trading day starts the day fresh.
 
 The RiskEngine is found through the message bus the guard is registered on (the component
 holding it that is a ``RiskEngine``), or given explicitly with ``attach_risk_engine`` (e.g.
@@ -28,6 +34,7 @@ holding it that is a ``RiskEngine``), or given explicitly with ``attach_risk_eng
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -52,6 +59,7 @@ from nautilus_trader.model.instruments import OptionContract
 from nautilus_trader.model.orders import MarketOrder
 from nautilus_trader.risk.engine import RiskEngine
 
+from ifd.sessions import cme_trading_day
 from live.limits import HARD_CAPS
 from live.limits import LiveLimits
 from live.limits import check_limit
@@ -59,6 +67,8 @@ from live.limits import check_limit
 GUARD_TAG = "RISK_GUARD"
 RISK_ENDPOINT = "RiskEngine.execute"
 EXEC_ENDPOINT = "ExecEngine.execute"
+STATE_KEY = "risk_guard"
+STATE_VERSION = 1
 
 
 class RiskGuardConfig(ActorConfig, frozen=True):
@@ -121,6 +131,11 @@ class RiskGuard(Actor):
         self.msgbus.deregister(RISK_ENDPOINT, self._risk.execute)
         self.msgbus.register(RISK_ENDPOINT, self._gate)
         self._gate_installed = True
+        self._roll_day()
+        if self._halted:
+            self.log.warning(f"RISK GUARD restored HALTED state of trading day {self._day}", LogColor.RED)
+            if self._risk.trading_state != TradingState.HALTED:
+                self._risk.set_trading_state(TradingState.HALTED)
         self.msgbus.subscribe("events.position.*", self._on_position_event)
         self.clock.set_timer(
             "risk-guard-check",
@@ -153,9 +168,62 @@ class RiskGuard(Actor):
 
     def figures(self) -> dict:
         """The latest measured figures (for a report)."""
-        return {"day_pnl_usd": round(self._last["pnl"], 2), "day_peak_usd": round(self._peak, 2),
+        return {"trading_day": self._day.isoformat() if self._day is not None else None,
+                "day_pnl_usd": round(self._last["pnl"], 2), "day_peak_usd": round(self._peak, 2),
+                "day_realized_closed_usd": round(self._realized_closed, 2),
                 "total_risk_usd": round(self._last["total_risk"], 2),
                 "consecutive_losses": self._consecutive, "halted": self._halted}
+
+    def day(self):
+        """The CME trading day the figures belong to."""
+        return self._day
+
+    def realized_today(self) -> float:
+        """Realized P&L of the positions closed this trading day (USD)."""
+        return self._realized_closed
+
+    # -- state (saved to the cache database on every change) -------------------------------
+
+    def on_save(self) -> dict[str, bytes]:
+        state = {
+            "version": STATE_VERSION,
+            "day": self._day.isoformat() if self._day is not None else None,
+            "realized_closed": self._realized_closed,
+            "consecutive": self._consecutive,
+            "peak": self._peak,
+            "halted": self._halted,
+            "halt_ts": self._halt_ts,
+            "events": [asdict(e) for e in self._events],
+        }
+        return {STATE_KEY: json.dumps(state).encode()}
+
+    def on_load(self, state: dict[str, bytes]) -> None:
+        raw = state.get(STATE_KEY)
+        if not raw:
+            return
+        saved = json.loads(raw)
+        if saved.get("version") != STATE_VERSION:
+            self.log.warning(f"RISK GUARD ignoring saved state version {saved.get('version')}")
+            return
+        today = cme_trading_day(self.clock.timestamp_ns())
+        if saved.get("day") != today.isoformat():
+            self.log.info(f"RISK GUARD saved state is of trading day {saved.get('day')}; {today} starts fresh")
+            return
+        self._day = today
+        self._realized_closed = float(saved["realized_closed"])
+        self._consecutive = int(saved["consecutive"])
+        self._peak = float(saved["peak"])
+        self._halted = bool(saved["halted"])
+        self._halt_ts = saved.get("halt_ts")
+        self._events = [LimitEvent(**e) for e in saved.get("events", [])]
+        self.log.warning(
+            f"RISK GUARD restored trading day {today}: realized {self._realized_closed:.2f} USD, "
+            f"{self._consecutive} consecutive losses, halted={self._halted}", LogColor.YELLOW,
+        )
+
+    def _persist(self) -> None:
+        if self.is_initialized:
+            self.cache.update_actor(self)  # writes on_save() to Redis when the cache has a database
 
     def emergency_stop(self, reason: str = "manual") -> None:
         """Cancel every open order, flatten every position and halt trading, now."""
@@ -216,9 +284,10 @@ class RiskGuard(Actor):
     # -- post-trade limits ----------------------------------------------------------------
 
     def _roll_day(self) -> None:
-        day = self.clock.utc_now().date()
+        day = cme_trading_day(self.clock.timestamp_ns())
         if day != self._day:
             self._day, self._realized_closed, self._consecutive, self._peak = day, 0.0, 0, 0.0
+            self._events = [e for e in self._events if cme_trading_day(e.ts) == day]
 
     def _on_position_event(self, event) -> None:
         self._roll_day()
@@ -227,6 +296,7 @@ class RiskGuard(Actor):
             self._realized_closed += pnl
             self._consecutive = self._consecutive + 1 if pnl < 0 else 0
             self._flatten_orders.pop(event.position_id, None)
+            self._persist()
         self.check()
 
     def day_pnl(self) -> float:
@@ -289,7 +359,9 @@ class RiskGuard(Actor):
             self._flatten()
             return
         pnl = self.day_pnl()
-        self._peak = max(self._peak, pnl)
+        if pnl > self._peak:
+            self._peak = pnl
+            self._persist()
         risk = self.total_risk()
         self._last = {"pnl": pnl, "total_risk": risk}
         cfg = self.config
@@ -307,6 +379,7 @@ class RiskGuard(Actor):
     def _record(self, limit: str, value: float, action: str, note: str = "") -> None:
         event = LimitEvent(self.clock.timestamp_ns(), limit, float(value), action)
         self._events.append(event)
+        self._persist()
         self.log.warning(f"RISK LIMIT {limit}: value {value:.2f} -> {action}{' (' + note + ')' if note else ''}",
                          LogColor.RED)
 
@@ -318,7 +391,7 @@ class RiskGuard(Actor):
             return
         self._halted = True
         self._halt_ts = self.clock.timestamp_ns()
-        self._record(limit, value, "halt", note)
+        self._record(limit, value, "halt", note)  # persists the halt with the event
         if self._risk.trading_state != TradingState.HALTED:
             self._risk.set_trading_state(TradingState.HALTED)
         self._cancel_all()

@@ -1,7 +1,8 @@
 """The limited-live node (live/limited.py): every refusal before connecting, the node config, no secrets.
 
-Nothing here connects anywhere: every test runs with ``socket.socket.connect`` (and
-``socket.create_connection``) patched to fail the test if called.
+Nothing here connects anywhere but to the node's own Redis (state, ``[cache]``) where a test
+builds a node: every test runs with ``socket.socket.connect`` (and ``socket.create_connection``)
+patched to fail the test if called with any other address.
 """
 
 from __future__ import annotations
@@ -48,13 +49,25 @@ account_env = "IB_ACCOUNT_ID"
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        pytest.fail(f"a connection was attempted: {args[1:] if len(args) > 1 else args}")
+def no_network(monkeypatch, request):
+    allowed = {tuple(request.getfixturevalue("redis_server"))} if "redis_server" in request.fixturenames else set()
+    originals = {"connect": socket.socket.connect, "connect_ex": socket.socket.connect_ex,
+                 "create_connection": socket.create_connection}
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    def guard(name: str, address_at: int):
+        def refuse(*args, **kwargs):
+            if len(args) > address_at and tuple(args[address_at]) in allowed:
+                return originals[name](*args, **kwargs)
+            pytest.fail(f"a connection was attempted: {args[address_at] if len(args) > address_at else args}")
+        return refuse
+
+    monkeypatch.setattr(socket.socket, "connect", guard("connect", 1))
+    monkeypatch.setattr(socket.socket, "connect_ex", guard("connect_ex", 1))
+    monkeypatch.setattr(socket, "create_connection", guard("create_connection", 0))
+
+
+def _with_redis(tmp_path: Path, redis: tuple[str, int]) -> Path:
+    return _config(tmp_path, ('host = "127.0.0.1"\nport = 6379', f'host = "{redis[0]}"\nport = {redis[1]}'))
 
 
 def _config(tmp_path: Path, *replacements: tuple[str, str], text: str | None = None) -> Path:
@@ -228,8 +241,8 @@ def test_node_config_has_no_secrets():
     assert "account_id='***'" in repr(config)
 
 
-def test_build_limited_node_attaches_the_guard_without_connecting(capfd):
-    node = build_limited_node(CONFIG, ENV)
+def test_build_limited_node_attaches_the_guard_without_connecting(capfd, tmp_path, redis_server):
+    node = build_limited_node(_with_redis(tmp_path, redis_server), ENV)
     try:
         assert not node.is_built()  # building the IB client would connect: left to run_limited
         guards = [a for a in node.trader.actors() if isinstance(a, RiskGuard)]
@@ -246,11 +259,17 @@ def test_build_limited_node_attaches_the_guard_without_connecting(capfd):
 
 CHILD = """
 import os, socket, sys
-def refuse(*args, **kwargs):
-    print("CONNECT ATTEMPTED", flush=True)
-    os._exit(97)
-socket.socket.connect = refuse
-socket.create_connection = refuse
+redis = ("127.0.0.1", int(sys.argv[2]))
+connect, create = socket.socket.connect, socket.create_connection
+def refuse(original, address_at):
+    def call(*args, **kwargs):
+        if len(args) > address_at and tuple(args[address_at]) == redis:
+            return original(*args, **kwargs)  # the node's state store only
+        print("CONNECT ATTEMPTED", flush=True)
+        os._exit(97)
+    return call
+socket.socket.connect = refuse(connect, 1)
+socket.create_connection = refuse(create, 0)
 from live.limited import build_limited_node, risk_guard
 node = build_limited_node(sys.argv[1])
 assert risk_guard(node)._risk is node.kernel.risk_engine
@@ -259,10 +278,12 @@ print("BUILT-OK", flush=True)
 """
 
 
-def test_node_logs_have_no_secrets():
+def test_node_logs_have_no_secrets(tmp_path, redis_server):
     # A fresh process, so the node's logger is set up here and everything it writes is captured.
     env = {**os.environ, **ENV, "PYTHONPATH": str(PROJECT_ROOT)}
-    run = subprocess.run([sys.executable, "-c", CHILD, str(CONFIG)], capture_output=True, text=True, check=False,
+    config = _with_redis(tmp_path, redis_server)
+    run = subprocess.run([sys.executable, "-c", CHILD, str(config), str(redis_server[1])],
+                         capture_output=True, text=True, check=False,
                          env=env, cwd=PROJECT_ROOT, timeout=120)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-2000:]
