@@ -151,16 +151,43 @@ def cmd_live_paper(args: argparse.Namespace) -> int:
         stop_when=replay_finished if args.replay else None,
         summary_path=Path(args.summary) if args.summary else None,
         session_dir=Path(args.session) if args.session else None,
+        pid_dir=Path(args.pid_dir),
     )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
 def cmd_live_limited(args: argparse.Namespace) -> int:
-    from live.limited import run_limited
+    from live.limited import build_limited_node, run_limited
+    from live.paper import replay_config
+    from live.replay_client import replay_finished
 
-    result = run_limited(args.config, args.duration, summary_path=Path(args.summary) if args.summary else None)
+    replay = None
+    if args.replay:
+        if not args.sandbox:
+            raise IfdError("--replay needs --sandbox: recorded data is never traded at a broker")
+        paths = [Path(p) for p in args.replay]
+        if len(paths) == 1 and paths[0].is_dir():
+            replay = replay_config(catalog=paths[0], speed=args.speed, where="--replay")
+        else:
+            replay = replay_config(dbn_files=paths, speed=args.speed, where="--replay")
+    node = build_limited_node(args.config, sandbox=args.sandbox, replay=replay)
+    result = run_limited(
+        node,
+        args.duration,
+        stop_when=replay_finished if replay is not None else None,
+        summary_path=Path(args.summary) if args.summary else None,
+        session_dir=Path(args.session) if args.session else None,
+        pid_dir=Path(args.pid_dir),
+    )
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_live_stop(args: argparse.Namespace) -> int:
+    from live.control import stop_node
+
+    print(json.dumps(stop_node(Path(args.pid_dir), args.trader_id, args.timeout)))
     return 0
 
 
@@ -333,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rehearse offline: replay a catalog folder or DBN files instead of the Databento feed (no key needed)",
     )
     paper.add_argument("--speed", type=float, default=1.0, help="replay speed: 1 real time, N times, 0 as fast as possible")
+    paper.add_argument("--pid-dir", default="data/live", help="where the running node's pid file goes, for ifd live stop (default: %(default)s)")
     paper.set_defaults(func=cmd_live_paper)
     limited = live.add_parser(
         "limited",
@@ -345,7 +373,28 @@ def build_parser() -> argparse.ArgumentParser:
     limited.add_argument("config", nargs="?", default="configs/live/limited.toml", help="limited node TOML")
     limited.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     limited.add_argument("--summary", help="write the session summary to this JSON file")
+    limited.add_argument("--session", help="write a session folder (run-folder format, for ifd evaluate) here")
+    limited.add_argument(
+        "--sandbox", action="store_true",
+        help="rehearse: the Sandbox execution client (paper fills) instead of Interactive Brokers, every limit in force",
+    )
+    limited.add_argument(
+        "--replay", nargs="+", metavar="PATH",
+        help="with --sandbox: replay a catalog folder or DBN files instead of the Databento feed (no key needed)",
+    )
+    limited.add_argument("--speed", type=float, default=1.0, help="replay speed: 1 real time, N times, 0 as fast as possible")
+    limited.add_argument("--pid-dir", default="data/live", help="where the running node's pid file goes, for ifd live stop (default: %(default)s)")
     limited.set_defaults(func=cmd_live_limited)
+    stop = live.add_parser(
+        "stop",
+        help="emergency stop of a running node: cancel every order, flatten every position, exit",
+        description="Sends SIGTERM to the node found in the pid dir (the same as Ctrl-C or SIGTERM to the node) "
+        "and waits until it has cancelled, flattened and exited.",
+    )
+    stop.add_argument("--trader-id", help="the node's trader id, e.g. IFD-LIMITED (default: the only running node)")
+    stop.add_argument("--pid-dir", default="data/live", help="where running nodes keep their pid files (default: %(default)s)")
+    stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node to exit (default: %(default)s)")
+    stop.set_defaults(func=cmd_live_stop)
     check = live.add_parser(
         "check-limits",
         help="validate limited-live limits against the hard caps (refuses what the limited node would refuse)",
@@ -366,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--records", type=int, default=1_000_000, help="target MBO records (default: %(default)s)")
     bench.add_argument("--out", help="also write the JSON here")
     bench.set_defaults(func=cmd_bench)
+    from ifd.alerts.cli import register as register_alerts
+
+    register_alerts(groups)
     return parser
 
 

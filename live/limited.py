@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nautilus_trader.adapters.databento import DATABENTO, DatabentoLiveDataClientFactory
+from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
+from live.sandbox import SandboxLiveExecClientFactory
 from nautilus_trader.adapters.interactive_brokers.common import IB, IBContract
 from nautilus_trader.adapters.interactive_brokers.config import (
     InteractiveBrokersExecClientConfig,
@@ -64,15 +66,15 @@ from nautilus_trader.live.node import TradingNode
 from backtests.config import _read_toml, resolve_project_path
 from ifd.errors import IfdError
 from live import paper
-from live.limits import LiveLimits, load_limits
-from live.paper import API_KEY_ENV, PaperSpec, run_paper
-from live.risk_guard import RiskGuard, RiskGuardConfig
+from live.limits import LiveLimits, limits_section
+from live.paper import API_KEY_ENV, SANDBOX, PaperSpec, run_paper
+from live.replay_client import REPLAY, ReplayDataClientConfig, ReplayLiveDataClientFactory
+from live.risk_guard import RiskGuard
+from live.state import check_redis, state_settings
 
 LIMITED_SECTIONS = {"ib", "limits"}
 IB_KEYS = {"host_env", "port_env", "client_id_env", "exchange", "underlying", "trading_classes",
            "min_expiry_days", "max_expiry_days", "venue", "connection_timeout", "request_timeout_secs"}
-RISK_GUARD_PATH = "live.risk_guard:RiskGuard"
-RISK_GUARD_CONFIG_PATH = "live.risk_guard:RiskGuardConfig"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -119,28 +121,16 @@ class LimitedSpec:
         return self.paper.strategies
 
 
-def _paper_part(path: Path, raw: dict) -> PaperSpec:
+def _paper_part(path: Path, raw: dict, env: Mapping[str, str]) -> PaperSpec:
     """``load_paper_spec`` on the shared sections (a placeholder sandbox it requires, unused here)."""
     shared = {k: v for k, v in raw.items() if k not in LIMITED_SECTIONS}
     if "sandbox" in shared:
         raise IfdError(f"{path}: [sandbox] is not allowed in a limited config (orders go to Interactive Brokers)")
     shared["sandbox"] = {"starting_balances": ["1 USD"]}
     shared.setdefault("node", {}).setdefault("trader_id", "IFD-LIMITED")
-    return paper.paper_spec_from_tables(path, shared)
-
-
-def _limits(path: Path, raw: dict, env: Mapping[str, str]) -> LiveLimits:
-    table = raw.get("limits")
-    if not isinstance(table, dict):
-        raise IfdError(f"{path}: [limits] is missing (inline limits or path = \"configs/live/limits.toml\")")
-    if set(table) == {"path"}:
-        limits_path = resolve_project_path(str(table["path"]))
-        if not limits_path.exists():
-            raise IfdError(f"{path}: [limits] path {table['path']} not found")
-        return load_limits(limits_path, env)
-    if "path" in table:
-        raise IfdError(f"{path}: [limits] either path or inline limit settings, not both")
-    return load_limits(path, env)
+    spec = paper.paper_spec_from_tables(path, shared, env)
+    state_settings(path, raw.get("cache"), env, required=True)  # Redis, or refuse
+    return spec
 
 
 def _int(path: Path, name: str, value, low: int, high: int) -> int:
@@ -220,16 +210,19 @@ def _risk_engine(path: Path, spec: PaperSpec, limits: LiveLimits) -> LiveRiskEng
     )
 
 
-def load_limited_spec(path: Path | str, env: Mapping[str, str] = os.environ) -> LimitedSpec:
-    """Read and validate a limited TOML file before anything connects; ``IfdError`` on any refusal."""
+def load_limited_spec(path: Path | str, env: Mapping[str, str] = os.environ, *, data_key: bool = True) -> LimitedSpec:
+    """Read and validate a limited TOML file before anything connects; ``IfdError`` on any refusal.
+
+    ``data_key=False`` (a rehearsal on recorded data) does not need the Databento key.
+    """
     path = resolve_project_path(path)
     raw = _read_toml(path, f"{path}: no such limited config")
-    spec = _paper_part(path, raw)
-    limits = _limits(path, raw, env)
+    spec = _paper_part(path, raw, env)
+    limits = limits_section(path, raw, env)
     _check_strategies(path, spec, limits)
     ib = _ib(path, raw, env)
     risk_engine = _risk_engine(path, spec, limits)
-    if not (env.get(API_KEY_ENV) or "").strip():
+    if data_key and not (env.get(API_KEY_ENV) or "").strip():
         raise IfdError(f"{path}: {API_KEY_ENV} is not set (the Databento API key; it is never logged)")
     return LimitedSpec(path=path, paper=spec, ib=ib, limits=limits, risk_engine=risk_engine)
 
@@ -266,24 +259,41 @@ def ib_exec_config(spec: LimitedSpec) -> LimitedIBExecClientConfig:
 
 
 def risk_guard_config(limits: LiveLimits) -> ImportableActorConfig:
-    settings = RiskGuardConfig.from_limits(limits)  # validates against the hard caps
-    return ImportableActorConfig(
-        actor_path=RISK_GUARD_PATH,
-        config_path=RISK_GUARD_CONFIG_PATH,
-        config={name: getattr(settings, name) for name in limits.guard_settings()},
+    return paper.guard_actor_config(limits.guard_settings())
+
+
+def rehearsal_sandbox(spec: LimitedSpec) -> SandboxExecutionClientConfig:
+    """The Sandbox execution client standing in for Interactive Brokers (``--sandbox``): paper fills
+    against the live (or replayed) L3 book on the same venue, with the same limits and guard."""
+    return SandboxExecutionClientConfig(
+        venue=spec.ib.venue, starting_balances=["1000000 USD"], base_currency="USD",
+        oms_type="NETTING", account_type="MARGIN", book_type="L3_MBO", trade_execution=True,
+        use_reduce_only=False,  # as live.paper: bracket children reach the venue before the position
     )
 
 
-def node_config(spec: LimitedSpec) -> TradingNodeConfig:
-    """The limited node's ``TradingNodeConfig`` (no API key in it; the account id masked in repr)."""
+def node_config(
+    spec: LimitedSpec, *, sandbox: bool = False, replay: ReplayDataClientConfig | None = None,
+) -> TradingNodeConfig:
+    """The limited node's ``TradingNodeConfig`` (no API key in it; the account id masked in repr).
+
+    ``sandbox``: the Sandbox execution client instead of Interactive Brokers (a rehearsal with
+    every limit in force); ``replay``: recorded data instead of the Databento feed (needs ``sandbox``).
+    """
+    if replay is not None and not sandbox:
+        raise IfdError("a replay can only be traded against the sandbox (--sandbox), never a broker")
     base = spec.paper
     return TradingNodeConfig(
         trader_id=base.trader_id,
         logging=base.logging,
         risk_engine=spec.risk_engine,
-        exec_engine=LiveExecEngineConfig(reconciliation=True),  # the broker's orders and positions
-        data_clients={DATABENTO: base.databento},
-        exec_clients={IB: ib_exec_config(spec)},
+        # The broker's orders and positions; the sandbox has none beyond the cache's.
+        exec_engine=LiveExecEngineConfig(reconciliation=not sandbox),
+        cache=base.state.cache_config(),
+        load_state=True,
+        save_state=True,
+        data_clients={REPLAY: replay} if replay is not None else {DATABENTO: base.databento},
+        exec_clients={SANDBOX: rehearsal_sandbox(spec)} if sandbox else {IB: ib_exec_config(spec)},
         actors=[risk_guard_config(spec.limits)],
         strategies=list(base.strategies),
         **base.node,
@@ -297,24 +307,40 @@ def risk_guard(node: TradingNode) -> RiskGuard:
     return guards[0]
 
 
-def build_limited_node(config_path: Path | str | LimitedSpec, env: Mapping[str, str] = os.environ) -> TradingNode:
+def build_limited_node(
+    config_path: Path | str | LimitedSpec,
+    env: Mapping[str, str] = os.environ,
+    *,
+    sandbox: bool = False,
+    replay: ReplayDataClientConfig | None = None,
+) -> TradingNode:
     """A validated limited ``TradingNode``, NOT built and not connected, with the RiskGuard on its RiskEngine.
 
     ``node.build()`` is deliberately not called here: building the Interactive Brokers execution
     client connects to TWS / IB Gateway at once (NautilusTrader's ``get_cached_interactive_brokers_client``
     starts the client, and with the event loop not running that runs the connection to completion).
     ``run_limited`` builds the node right before running it. The kernel (trader, strategies, the
-    RiskGuard actor, the RiskEngine) exists already, so the guard is attached here.
+    RiskGuard actor, the RiskEngine) exists already, so the guard is attached here. Redis must
+    answer first (``live.state.check_redis``): the limits' day state lives there.
     """
-    spec = config_path if isinstance(config_path, LimitedSpec) else load_limited_spec(config_path, env)
-    key = env.get(API_KEY_ENV) or os.environ.get(API_KEY_ENV)
-    if not key:
-        raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
-    if os.environ.get(API_KEY_ENV) != key:
-        os.environ[API_KEY_ENV] = key  # the Databento adapter reads the process environment
-    node = TradingNode(config=node_config(spec))
-    node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
-    node.add_exec_client_factory(IB, InteractiveBrokersLiveExecClientFactory)
+    spec = (config_path if isinstance(config_path, LimitedSpec)
+            else load_limited_spec(config_path, env, data_key=replay is None))
+    if replay is None:
+        key = env.get(API_KEY_ENV) or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
+        if os.environ.get(API_KEY_ENV) != key:
+            os.environ[API_KEY_ENV] = key  # the Databento adapter reads the process environment
+    check_redis(spec.paper.state)
+    node = TradingNode(config=node_config(spec, sandbox=sandbox, replay=replay))
+    if replay is not None:
+        node.add_data_client_factory(REPLAY, ReplayLiveDataClientFactory)
+    else:
+        node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
+    if sandbox:
+        node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
+    else:
+        node.add_exec_client_factory(IB, InteractiveBrokersLiveExecClientFactory)
     risk_guard(node).attach_risk_engine(node.kernel.risk_engine)
     return node
 
@@ -327,15 +353,16 @@ def run_limited(
     stop_when: Callable[[TradingNode], bool] | None = None,
     summary_path: Path | str | None = None,
     poll_s: float = 0.25,
+    session_dir: Path | str | None = None,
+    pid_dir: Path | str | None = None,
 ) -> dict:
     """Run a limited node like ``run_paper`` (stops, disposes, returns the strategies' summaries
     plus the guard's ``limit_events`` and ``figures``)."""
     node = config if isinstance(config, TradingNode) else build_limited_node(config, env)
-    guard = risk_guard(node)
     if not node.is_built():
         node.build()  # connects the Interactive Brokers client (see build_limited_node)
-    result = run_paper(node, duration_s, stop_when=stop_when, poll_s=poll_s)
-    result.update({"limit_events": guard.events(), "figures": guard.figures()})
+    result = run_paper(node, duration_s, stop_when=stop_when, poll_s=poll_s, session_dir=session_dir,
+                       pid_dir=pid_dir)
     if summary_path is not None:
         Path(summary_path).write_text(json.dumps(result, indent=2, default=str))
     return result

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -48,8 +49,9 @@ from nautilus_trader.adapters.databento import (
     DatabentoLiveDataClientFactory,
 )
 from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
-from nautilus_trader.adapters.sandbox.factory import SandboxLiveExecClientFactory
+from live.sandbox import SandboxLiveExecClientFactory
 from nautilus_trader.config import (
+    ImportableActorConfig,
     ImportableStrategyConfig,
     LiveExecEngineConfig,
     LiveRiskEngineConfig,
@@ -62,17 +64,23 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from backtests.config import _accepts, _profile_tables, _read_toml, resolve_project_path
 from ifd.errors import IfdError
+from live.control import pid_file, remove_pid, write_pid
+from live.limits import limits_section
 from live.replay_client import (
     REPLAY,
     ReplayDataClientConfig,
     ReplayLiveDataClientFactory,
     replay_finished,
 )
+from live.risk_guard import RiskGuard, RiskGuardConfig
+from live.state import StateSettings, check_redis, state_settings
 from strategies.trading import MODES
 
 API_KEY_ENV = "DATABENTO_API_KEY"
+RISK_GUARD_PATH = "live.risk_guard:RiskGuard"
+RISK_GUARD_CONFIG_PATH = "live.risk_guard:RiskGuardConfig"
 SANDBOX = "SANDBOX"
-SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies", "replay"}
+SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies", "replay", "cache", "limits"}
 REPLAY_KEYS = {"catalog", "dbn_files", "speed", "start_delay_s", "instrument_ids"}
 NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeout_portfolio",
              "timeout_disconnection", "timeout_post_stop"}
@@ -100,6 +108,8 @@ class PaperSpec:
     logging: LoggingConfig
     strategies: tuple[ImportableStrategyConfig, ...]
     replay: ReplayDataClientConfig | None = None  # set: replay recorded data, not the live feed
+    state: StateSettings = StateSettings()  # [cache]: Redis (orders, positions, guard state) or memory
+    guard: dict | None = None  # [limits]: the RiskGuard's settings (paper rehearses the limits)
 
 
 def _check_keys(path: Path, section: str, table: Mapping, allowed: set[str]) -> None:
@@ -142,10 +152,10 @@ def _strategies(path: Path, entries: list[dict]) -> tuple[ImportableStrategyConf
     return tuple(out)
 
 
-def load_paper_spec(path: Path | str) -> PaperSpec:
+def load_paper_spec(path: Path | str, env: Mapping[str, str] = os.environ) -> PaperSpec:
     """Read and validate a paper TOML file; every error names the file and the setting."""
     path = resolve_project_path(path)
-    return paper_spec_from_tables(path, _read_toml(path, f"{path}: no such paper config"))
+    return paper_spec_from_tables(path, _read_toml(path, f"{path}: no such paper config"), env)
 
 
 def _databento(path: Path, raw: dict) -> tuple[str, tuple[str, ...], tuple[str, ...], DatabentoDataClientConfig]:
@@ -221,7 +231,7 @@ def with_replay(spec: PaperSpec, **kwargs: Any) -> PaperSpec:
     return replace(spec, replay=replay_config(**kwargs))
 
 
-def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
+def paper_spec_from_tables(path: Path, raw: dict, env: Mapping[str, str] = os.environ) -> PaperSpec:
     """Validate a paper node's tables (read from ``path``, which errors name)."""
     unknown = set(raw) - SECTIONS
     if unknown:
@@ -244,6 +254,10 @@ def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
     _check_keys(path, "sandbox", sandbox_raw, SANDBOX_KEYS)
     sandbox_raw.setdefault("venue", "GLBX")
     sandbox_raw.setdefault("book_type", "L3_MBO")
+    # The live ExecEngine applies fills through its queue, so when the simulated venue releases a
+    # bracket's stop and target (at the entry's fill) the position does not exist yet and a venue
+    # reduce-only check would reject them. They only ever reduce: OTO after the entry, OCO together.
+    sandbox_raw.setdefault("use_reduce_only", False)
     if not sandbox_raw.get("starting_balances"):
         raise IfdError(f"{path}: [sandbox] starting_balances is missing")
     sandbox_raw["starting_balances"] = [str(b).replace("_", "") for b in sandbox_raw["starting_balances"]]
@@ -269,7 +283,15 @@ def paper_spec_from_tables(path: Path, raw: dict) -> PaperSpec:
         logging=_convert(path, "logging", raw.get("logging", {"log_level": "INFO"}), LoggingConfig),
         strategies=_strategies(path, raw.get("strategies", [])),
         replay=replay,
+        state=state_settings(path, raw.get("cache"), env),
+        guard=limits_section(path, raw, env, need_account=False).guard_settings() if "limits" in raw else None,
     )
+
+
+def guard_actor_config(settings: dict) -> ImportableActorConfig:
+    """The RiskGuard actor of a node (``settings``: ``LiveLimits.guard_settings()``)."""
+    RiskGuardConfig(**settings)  # validates against the hard caps
+    return ImportableActorConfig(actor_path=RISK_GUARD_PATH, config_path=RISK_GUARD_CONFIG_PATH, config=dict(settings))
 
 
 def node_config(spec: PaperSpec) -> TradingNodeConfig:
@@ -278,23 +300,38 @@ def node_config(spec: PaperSpec) -> TradingNodeConfig:
         trader_id=spec.trader_id,
         logging=spec.logging,
         risk_engine=spec.risk_engine,
-        exec_engine=LiveExecEngineConfig(reconciliation=False),  # the sandbox has no history
+        # The sandbox venue has no history to reconcile with; orders and positions come from the cache.
+        exec_engine=LiveExecEngineConfig(reconciliation=False),
+        cache=spec.state.cache_config(),
+        load_state=spec.state.persistent,
+        save_state=spec.state.persistent,
         data_clients={REPLAY: spec.replay} if spec.replay is not None else {DATABENTO: spec.databento},
         exec_clients={SANDBOX: spec.sandbox},
+        actors=[guard_actor_config(spec.guard)] if spec.guard else [],
         strategies=list(spec.strategies),
         **spec.node,
     )
+
+
+def attach_guards(node: TradingNode) -> list[RiskGuard]:
+    """Hand every RiskGuard actor of ``node`` its RiskEngine (before the node runs)."""
+    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    for guard in guards:
+        guard.attach_risk_engine(node.kernel.risk_engine)
+    return guards
 
 
 def build_paper_node(
     config_path: Path | str | PaperSpec, env: Mapping[str, str] = os.environ,
 ) -> TradingNode:
     """A built (not yet running) paper ``TradingNode``; ``IfdError`` if the config or key is bad."""
-    spec = config_path if isinstance(config_path, PaperSpec) else load_paper_spec(config_path)
+    spec = config_path if isinstance(config_path, PaperSpec) else load_paper_spec(config_path, env)
+    check_redis(spec.state)
     if spec.replay is not None:  # recorded data: no Databento client, no key
         node = TradingNode(config=node_config(spec))
         node.add_data_client_factory(REPLAY, ReplayLiveDataClientFactory)
         node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
+        attach_guards(node)
         node.build()
         return node
     if not env.get(API_KEY_ENV):
@@ -304,6 +341,7 @@ def build_paper_node(
     node = TradingNode(config=node_config(spec))
     node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
     node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
+    attach_guards(node)
     node.build()
     return node
 
@@ -317,8 +355,47 @@ def strategy_summaries(node: TradingNode) -> dict[str, dict]:
     return out
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """An emergency stop asked for by a signal (SIGTERM, SIGINT; ``ifd live stop`` sends SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        self.reason = self.reason or sig.name
+
+
+def emergency_flatten(node: TradingNode, reason: str) -> None:
+    """Cancel every working order and flatten every position: through the RiskGuard (which also
+    halts trading) when the node has one, else through each strategy's own cancel / close."""
+    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    if guards:
+        for guard in guards:
+            guard.emergency_stop(reason)
+        return
+    for strategy in node.trader.strategies():
+        instruments = {o.instrument_id for o in node.cache.orders_open(strategy_id=strategy.id)}
+        instruments |= {p.instrument_id for p in node.cache.positions_open(strategy_id=strategy.id)}
+        for instrument_id in instruments:
+            strategy.cancel_all_orders(instrument_id)
+            strategy.close_all_positions(instrument_id)
+
+
+def _flat(node: TradingNode) -> bool:
+    cache = node.cache
+    return not cache.positions_open() and not cache.orders_open() and not cache.orders_inflight()
+
+
 async def _run_until(
-    node: TradingNode, duration_s: float | None, stop_when: Callable[[TradingNode], bool] | None, poll_s: float,
+    node: TradingNode,
+    duration_s: float | None,
+    stop_when: Callable[[TradingNode], bool] | None,
+    poll_s: float,
+    stop_request: StopRequest,
+    flatten_timeout_s: float,
 ) -> str:
     run = asyncio.ensure_future(node.run_async())
     started = time.monotonic()
@@ -326,6 +403,16 @@ async def _run_until(
     try:
         while not run.done():
             await asyncio.sleep(poll_s)
+            if stop_request.reason is not None:
+                reason = stop_request.reason
+                node.kernel.logger.warning(f"{reason}: emergency stop, cancelling and flattening")
+                emergency_flatten(node, reason)
+                deadline = time.monotonic() + flatten_timeout_s
+                while not _flat(node) and time.monotonic() < deadline and not run.done():
+                    await asyncio.sleep(poll_s)
+                if not _flat(node):
+                    node.kernel.logger.error(f"{reason}: not flat after {flatten_timeout_s:g} s")
+                break
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 reason = "duration"
                 break
@@ -343,6 +430,16 @@ async def _run_until(
     return reason
 
 
+def open_positions(node: TradingNode) -> list[dict]:
+    """The node's open positions (id, instrument, strategy, side, quantity, average open price)."""
+    return [
+        {"position_id": p.id.value, "instrument_id": p.instrument_id.value, "strategy_id": p.strategy_id.value,
+         "side": p.side.name, "quantity": p.quantity.as_double(), "avg_px_open": p.avg_px_open,
+         "ts_opened": p.ts_opened}
+        for p in node.cache.positions_open()
+    ]
+
+
 def run_paper(
     config: Path | str | PaperSpec | TradingNode,
     duration_s: float | None = None,
@@ -351,27 +448,57 @@ def run_paper(
     summary_path: Path | str | None = None,
     poll_s: float = 0.25,
     session_dir: Path | str | None = None,
+    pid_dir: Path | str | None = None,
+    flatten_timeout_s: float = 10.0,
 ) -> dict:
-    """Run a paper node until ``duration_s`` (None: until ``stop_when`` or Ctrl-C); always stops it.
+    """Run a paper node until ``duration_s`` (None: until ``stop_when`` or a signal); always stops it.
 
-    Returns ``{"stopped_by", "seconds", "strategies": {id: summary}}`` and writes it as JSON to
+    SIGTERM or SIGINT (Ctrl-C, ``ifd live stop``) is an emergency stop: every working order is
+    cancelled and every position flattened (by the RiskGuard, which also halts trading, when the
+    node has one), waiting up to ``flatten_timeout_s``, then the node stops. Any other ending
+    leaves positions as they are (kept in Redis when the node has ``[cache]``).
+
+    Returns ``{"stopped_by", "seconds", "strategies": {id: summary}, "open_positions"}`` plus the
+    guard's ``limit_events`` and ``figures`` when the node has a RiskGuard, and writes it as JSON to
     ``summary_path`` when given. With ``session_dir`` the stopped node's session folder (summary,
     signals, reports; see ``live.session_report``) is written there before the node is disposed.
+    With ``pid_dir`` the process id is kept in ``pid_dir/<trader id>.pid`` while the node runs.
     """
     node = config if isinstance(config, TradingNode) else build_paper_node(config)
+    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
     loop = node.get_event_loop()
+    stop_request = StopRequest()
+    for sig in STOP_SIGNALS:  # replaces the kernel's handlers, which stop without flattening
+        loop.add_signal_handler(sig, stop_request, sig)
+    pid_path = pid_file(pid_dir, node.trader_id.value) if pid_dir is not None else None
+    if pid_path is not None:
+        write_pid(pid_path)
     started = time.monotonic()
     started_ns = time.time_ns()
     try:
-        reason = loop.run_until_complete(_run_until(node, duration_s, stop_when, poll_s))
-    except KeyboardInterrupt:
-        reason = "interrupted"
-        loop.run_until_complete(node.stop_async())
+        reason = loop.run_until_complete(
+            _run_until(node, duration_s, stop_when, poll_s, stop_request, flatten_timeout_s),
+        )
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        if pid_path is not None:
+            remove_pid(pid_path)
     result = {
         "stopped_by": reason,
         "seconds": round(time.monotonic() - started, 3),
         "strategies": strategy_summaries(node),
+        "open_positions": open_positions(node),
+        "open_orders": [
+            {"client_order_id": o.client_order_id.value, "instrument_id": o.instrument_id.value,
+             "type": o.order_type.name, "side": o.side.name}
+            for o in node.cache.orders_open()
+        ],
+        "trading_state": node.kernel.risk_engine.trading_state.name,
     }
+    if guards:
+        result["limit_events"] = [e for guard in guards for e in guard.events()]
+        result["figures"] = guards[0].figures()
     if session_dir is not None:
         from live.session_report import write_session_report
 
