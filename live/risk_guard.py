@@ -9,7 +9,11 @@ What it does (same code in a ``BacktestNode`` and a ``TradingNode``):
   pending contracts over ``max_position_contracts``, and passes everything else on to
   ``RiskEngine.execute``. Orders that only reduce a position, and contingent children of a
   bracket (stop / target), always pass.
-- **Post-trade limits**, checked on every position event (opened, changed, closed) and on a timer: the day's
+- **Spread headroom.** An entry is also denied when crossing the spread alone (bid-ask x quantity x
+  multiplier, from the L3 book) would use up what is left of the day's loss limit: a one-lot with
+  a 5-point option spread costs $100 the moment it fills, more than the whole $50 day.
+- **Post-trade limits**, checked on every position event (opened, changed, closed), on every book
+  update of an instrument with an open position, and on a timer: the day's
   loss (realized + unrealized), total risk, consecutive losses, drawdown from the day's P&L
   peak (definitions in ``live/limits.py``). On a breach it halts: ``RiskEngine
   .set_trading_state(TradingState.HALTED)`` (the RiskEngine then denies every new order and
@@ -47,6 +51,7 @@ from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.execution.messages import CancelOrder
 from nautilus_trader.execution.messages import SubmitOrder
 from nautilus_trader.execution.messages import SubmitOrderList
+from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.enums import PositionSide
 from nautilus_trader.model.enums import PriceType
@@ -92,7 +97,7 @@ class LimitEvent:
     ts: int  # ns, the guard's clock
     limit: str  # daily_loss | total_risk | consecutive_losses | drawdown | max_position | emergency_stop
     value: float  # the measured figure (USD, contracts or losses)
-    action: str  # halt | deny | flatten
+    action: str  # halt | deny | flatten (limit daily_loss_headroom: an entry denied for its spread cost)
 
 
 class RiskGuard(Actor):
@@ -118,6 +123,7 @@ class RiskGuard(Actor):
         self._consecutive = 0
         self._peak = 0.0
         self._last = {"pnl": 0.0, "total_risk": 0.0}
+        self._watched: set = set()  # instruments whose book updates trigger a check
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -142,6 +148,10 @@ class RiskGuard(Actor):
             interval=timedelta(milliseconds=self.config.check_interval_ms),
             callback=lambda _event: self.check(),
         )
+
+    def on_order_book_deltas(self, deltas) -> None:
+        if self.cache.positions_open(instrument_id=deltas.instrument_id):
+            self.check()
 
     def on_stop(self) -> None:
         self.clock.cancel_timers()
@@ -244,7 +254,24 @@ class RiskGuard(Actor):
                 self._record("max_position", exposure + entry.quantity.as_double(), "deny")
                 self._deny(command, f"RISK_GUARD max_position_contracts {self.config.max_position_contracts}")
                 return
+            cost = self._spread_cost(entry)
+            headroom = self.config.max_daily_loss_usd + min(0.0, self.day_pnl())
+            if cost >= headroom:
+                self._record("daily_loss_headroom", cost, "deny", f"spread cost {cost:.2f} >= headroom {headroom:.2f}")
+                self._deny(command, f"RISK_GUARD spread cost {cost:.2f} USD >= daily loss headroom {headroom:.2f} USD")
+                return
         self._risk.execute(command)
+
+    def _spread_cost(self, order) -> float:
+        """What crossing the spread costs the moment ``order`` fills: bid-ask x quantity x multiplier (USD)."""
+        book = self.cache.order_book(order.instrument_id)
+        instrument = self.cache.instrument(order.instrument_id)
+        if book is None or instrument is None:
+            return 0.0
+        bid, ask = book.best_bid_price(), book.best_ask_price()
+        if bid is None or ask is None:
+            return 0.0
+        return max(0.0, ask.as_double() - bid.as_double()) * order.quantity.as_double() * instrument.multiplier.as_double()
 
     def _adds_exposure(self, order) -> bool:
         if order.is_reduce_only:
@@ -290,6 +317,10 @@ class RiskGuard(Actor):
             self._events = [e for e in self._events if cme_trading_day(e.ts) == day]
 
     def _on_position_event(self, event) -> None:
+        if event.instrument_id not in self._watched:  # re-check on every book update of it
+            self._watched.add(event.instrument_id)
+            # managed=False: a managed subscription would replace the book the strategies built
+            self.subscribe_order_book_deltas(event.instrument_id, book_type=BookType.L3_MBO, managed=False)
         self._roll_day()
         if isinstance(event, PositionClosed):
             pnl = event.realized_pnl.as_double() if event.realized_pnl is not None else 0.0
@@ -371,7 +402,7 @@ class RiskGuard(Actor):
             self._breach("total_risk", risk)
         elif self._consecutive >= cfg.max_consecutive_losses:
             self._breach("consecutive_losses", self._consecutive)
-        elif self._peak - pnl >= cfg.max_drawdown_usd:
+        elif self._peak > 0.0 and self._peak - pnl >= cfg.max_drawdown_usd:  # profit given back
             self._breach("drawdown", self._peak - pnl)
 
     # -- halt, cancel, flatten ------------------------------------------------------------

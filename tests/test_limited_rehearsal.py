@@ -4,10 +4,12 @@
 configured for live trading (the hard limits, the RiskGuard, NautilusTrader's RiskEngine, Redis
 state, the account and IB settings validated) but with the Sandbox execution client filling
 against the replayed L3 book. A deliberately losing strategy (tests/support/losing_strategy.py)
-buys an option at the ask and sells it at the bid, and fires bursts of three brackets at once.
+fires bursts of three brackets at once (market entry, stop 8 points away: $160 of risk) on the
+future about 29 s into the session, where it falls, and holds; when flat it tries again.
 
-Shown here: trading halts at the $50 daily loss (RiskEngine HALTED), every position is flat at the
-end, no fill ever takes a position past 1 contract (the bursts are denied), nothing is accepted
+Shown here: trading halts at the $50 daily loss (RiskEngine HALTED; the guard re-checks on every
+book update of an open position, so it halts at the first bid that marks the loss at $50 or
+more), every position is flat at the end, no fill ever takes a position past 1 contract (the bursts are denied), nothing is accepted
 after the halt but the guard's own flattening, and neither the account id, the IB settings nor
 a Databento key appear in anything the run prints or writes.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-OPTION = "NQZ6 P20950.GLBX"
+FUTURE = "NQZ6.GLBX"
 ACCOUNT = "DU9988776"
 KEY = "db-REHEARSALkeyREHEARSALkey12345"
 ENV = {"IB_ACCOUNT_ID": ACCOUNT, "IB_HOST": "127.0.0.1", "IB_PORT": "4002", "IB_CLIENT_ID": "23",
@@ -36,9 +38,11 @@ strategy_path = "tests.support.losing_strategy:LosingStrategy"
 config_path = "tests.support.losing_strategy:LosingConfig"
 
 [strategies.config]
-instrument_id = "{OPTION}"
-period_ms = 400
+instrument_id = "{FUTURE}"
+period_ms = 15500
 burst = 3
+hold = true
+stop_points = 8.0
 """
 
 
@@ -59,7 +63,7 @@ def test_losing_session_halts_at_the_daily_loss_and_stays_within_one_contract(
     config, trader_id = _config(tmp_path, redis_server)
     session = tmp_path / "session"
     cmd = [sys.executable, "-m", "ifd.cli", "live", "limited", str(config), "--sandbox",
-           "--replay", str(small_session_catalog), "--speed", "4", "--duration", "25",
+           "--replay", str(small_session_catalog), "--speed", "2", "--duration", "24",
            "--session", str(session), "--summary", str(tmp_path / "result.json"), "--pid-dir", str(tmp_path / "pids")]
     env = {k: v for k, v in os.environ.items() if k not in ENV} | ENV
     run = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
@@ -69,7 +73,8 @@ def test_losing_session_halts_at_the_daily_loss_and_stays_within_one_contract(
 
     # Halted once, on the daily loss, flat at the end.
     halts = [e for e in result["limit_events"] if e["action"] == "halt"]
-    assert len(halts) == 1 and halts[0]["limit"] == "daily_loss" and halts[0]["value"] >= 50.0, result["limit_events"]
+    assert len(halts) == 1 and halts[0]["limit"] == "daily_loss" and 50.0 <= halts[0]["value"] < 60.0, \
+        result["limit_events"]
     assert result["trading_state"] == "HALTED" and result["figures"]["halted"] is True
     assert result["open_positions"] == [] and result["open_orders"] == []
     # The bursts: denied by the position cap before the halt.

@@ -65,6 +65,8 @@ config_path = "tests.support.losing_strategy:LosingConfig"
 instrument_id = "{instrument}"
 period_ms = {period_ms}
 burst = 3
+hold = {hold}
+stop_points = {stop_points}
 """
 
 
@@ -82,9 +84,10 @@ def run(catalog, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PROJECT))  # the node imports tests.support.losing_strategy
     nodes = []
 
-    def go(instrument: str, period_ms: int, guard: dict):
+    def go(instrument: str, period_ms: int, guard: dict, hold: bool = False, stop_points: float = 2.0):
         path = tmp_path / "run.toml"
-        path.write_text(RUN_TOML.format(catalog=catalog, instrument=instrument, period_ms=period_ms))
+        path.write_text(RUN_TOML.format(catalog=catalog, instrument=instrument, period_ms=period_ms,
+                                        hold=str(hold).lower(), stop_points=stop_points))
         spec = load_backtest_spec(path)
         config = build_run_config(spec, {name: sorted(per) for name, per in catalog_rows(spec).items()})
         actor = ImportableActorConfig(
@@ -129,9 +132,10 @@ def check_nothing_accepted_after_halt(engine, guard) -> None:
 
 
 def test_daily_loss_halts_cancels_and_flattens(run):
-    engine, guard, strategy = run(OPTION, period_ms=2_000, guard=guard_settings())
+    # Long the future 16 s in, where it falls, and hold it (stop 8 points away: $160 of risk).
+    engine, guard, strategy = run(FUTURE, period_ms=16_000, guard=guard_settings(), hold=True, stop_points=8.0)
     halts = [e for e in guard.events() if e["action"] == "halt"]
-    assert len(halts) == 1 and halts[0]["limit"] == "daily_loss" and halts[0]["value"] >= 50.0
+    assert len(halts) == 1 and halts[0]["limit"] == "daily_loss" and 50.0 <= halts[0]["value"] < 60.0, halts
     assert guard.halted and guard.halt_ts == halts[0]["ts"]
     assert engine.kernel.risk_engine.trading_state == TradingState.HALTED
     # The burst of three brackets: two denied by the position cap before reaching the RiskEngine.
@@ -145,6 +149,27 @@ def test_daily_loss_halts_cancels_and_flattens(run):
     check_nothing_accepted_after_halt(engine, guard)
     # The strategy kept trying after the halt; the RiskEngine denied it.
     assert any(ts > guard.halt_ts for ts, _ in strategy.submitted)
+
+
+def test_drawdown_halts_when_the_day_gives_back_its_profit(run):
+    # Long the future 40 s in: it rises first (a day's P&L peak above 0), then falls.
+    engine, guard, strategy = run(FUTURE, period_ms=40_000, guard=guard_settings() | {"max_drawdown_usd": 30.0},
+                                  hold=True, stop_points=8.0)
+    halts = [e for e in guard.events() if e["action"] == "halt"]
+    assert len(halts) == 1 and halts[0]["limit"] == "drawdown" and 30.0 <= halts[0]["value"] < 40.0, halts
+    figures = guard.figures()
+    assert figures["day_peak_usd"] > 0.0
+    assert not engine.cache.positions_open()
+    check_position_never_over_one(strategy)
+
+
+def test_entries_whose_spread_alone_would_break_the_day_are_denied(run):
+    # The generated options trade 4-5 points wide: $80-110 to cross, more than the $50 day.
+    engine, guard, strategy = run(OPTION, period_ms=2_000, guard=guard_settings())
+    denied = [e for e in guard.events() if e["limit"] == "daily_loss_headroom"]
+    assert denied and all(e["action"] == "deny" and e["value"] >= 50.0 for e in denied)
+    assert strategy.fills == [] and not guard.halted
+    assert all(o.status == OrderStatus.DENIED for o in engine.cache.orders())
 
 
 def test_consecutive_losses_circuit_breaker(run):

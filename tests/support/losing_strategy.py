@@ -1,7 +1,7 @@
 """A deliberately losing test strategy: buys one option at the ask, sells it at the bid, again and again.
 
-Every ``period_ms`` it either closes its position at market (cancelling its bracket first) or,
-when flat, submits ``burst`` bracket entries at once (market entry, far stop and target): the
+Every ``period_ms`` it either closes its position at market (cancelling its bracket first; with
+``hold`` it keeps it) or, when flat, submits ``burst`` bracket entries at once (market entry, far stop and target): the
 burst tries to exceed the one-contract limit. It records its fills so a test can replay its
 position over time.
 """
@@ -23,6 +23,7 @@ class LosingConfig(StrategyConfig, frozen=True):
     period_ms: int = 2_000
     burst: int = 3
     stop_points: float = 2.0  # stop distance below the entry (option points; x20 USD)
+    hold: bool = False  # keep each position (until its stop or the risk guard), re-enter when flat
 
 
 class LosingStrategy(Strategy):
@@ -41,6 +42,8 @@ class LosingStrategy(Strategy):
         if book is None or book.best_bid_price() is None or book.best_ask_price() is None:
             return
         positions = self.cache.positions_open(instrument_id=self.instrument_id, strategy_id=self.id)
+        if positions and self.config.hold:
+            return
         if positions:
             self.cancel_all_orders(self.instrument_id)
             for position in positions:
