@@ -199,6 +199,34 @@ def cmd_live_check_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from adapters.databento.budget import load_budget
+    from adapters.databento.downloads import DownloadRequest, Downloader, historical_client
+    from ifd.alerts import build_dispatcher, load_alerts_config
+
+    request = DownloadRequest.parse(args.dataset, args.schema, args.symbols, args.stype, args.start, args.end)
+    budget = load_budget(args.budget)
+    alerts = build_dispatcher(load_alerts_config(budget.alerts), strict=False)
+    downloader = Downloader(
+        budget, raw_root=Path(args.raw), catalog=None if args.no_ingest else Path(args.catalog),
+        client_factory=lambda: historical_client(gateway=args.gateway), alerts=alerts, progress=_say,
+    )
+    try:
+        report = downloader.run(request)
+    finally:
+        alerts.close()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0
+
+
+def cmd_data_budget(args: argparse.Namespace) -> int:
+    from adapters.databento.budget import budget_report, format_budget_report, load_budget
+
+    report = budget_report(load_budget(args.budget))
+    print(json.dumps(report, indent=2) if args.json else format_budget_report(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backtests.demo import run_demo
 
@@ -401,6 +429,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("limits", nargs="?", default="configs/live/limits.toml", help="limits TOML")
     check.set_defaults(func=cmd_live_check_limits)
+
+    data = groups.add_parser("data", help="Databento historical downloads under a budget").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    dl = data.add_parser(
+        "download",
+        help="download UTC days of Databento data and their definitions, cost-checked, into the raw folder and catalog",
+        description="One request per UTC day and schema with the official databento.Historical client (key from "
+        "DATABENTO_API_KEY, environment or .env, never printed). Each request is priced with metadata.get_cost and "
+        "get_billable_size first and refused (exit code 3, nothing downloaded) when it would pass what is left of "
+        "the daily or monthly budget (configs/budget.toml); days already downloaded are skipped without an API "
+        "call. Files are verified and moved into RAW/<dataset>/<schema>/<day>/ only when complete, then ingested.",
+    )
+    dl.add_argument("--dataset", default="GLBX.MDP3", help="Databento dataset (default: %(default)s)")
+    dl.add_argument("--schema", default="mbo", help="data schema; definitions come with it (default: %(default)s)")
+    dl.add_argument("--symbols", required=True, help="comma separated, e.g. NQ.OPT,NQ.FUT")
+    dl.add_argument(
+        "--stype", default="parent",
+        help="symbology of --symbols: parent, raw_symbol, instrument_id (default: %(default)s)",
+    )
+    dl.add_argument("--start", required=True, help="first UTC day, YYYY-MM-DD")
+    dl.add_argument("--end", help="UTC day after the last one (exclusive, as Databento's end; default: start + 1 day)")
+    dl.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="catalog to ingest into (default: %(default)s)")
+    dl.add_argument("--no-ingest", action="store_true", help="download only, do not ingest into the catalog")
+    dl.add_argument("--raw", default="data/raw", help="raw DBN folder (default: %(default)s)")
+    dl.add_argument("--budget", help="budget TOML (default: $IFD_BUDGET_CONFIG or configs/budget.toml)")
+    dl.add_argument("--gateway", help="historical API base URL (default: $DATABENTO_GATEWAY or Databento's)")
+    dl.add_argument("--json", action="store_true", help="print the report as JSON")
+    dl.set_defaults(func=cmd_data_download)
+    bud = data.add_parser(
+        "budget",
+        help="Databento spend per UTC day and month against the budget, from the ledger",
+        description="Spend (actual cost of what was received; the estimate of requests in progress) per UTC day and "
+        "month of request time, against configs/budget.toml's limits, with the requests done, failed and refused.",
+    )
+    bud.add_argument("--budget", help="budget TOML (default: $IFD_BUDGET_CONFIG or configs/budget.toml)")
+    bud.add_argument("--json", action="store_true", help="print the report as JSON")
+    bud.set_defaults(func=cmd_data_budget)
 
     demo = groups.add_parser(
         "demo",

@@ -8,13 +8,15 @@ names the file and the setting:
   ``[logging]``, ``[[strategies]]``) are read by ``live.paper.load_paper_spec`` (same rules);
 - ``[limits]`` (inline settings, or ``path = "configs/live/limits.toml"``) by
   ``live.limits.load_limits``: every limit present and no looser than its hard cap, the account
-  id set in the environment variable it names;
+  id set in the environment variable it names, the data budget read from ``configs/budget.toml``;
 - every strategy's ``[trading] quantity`` and ``max_position`` at most the limits'
   ``max_position_contracts``;
 - ``[ib]``: the environment variables holding the TWS / IB Gateway host, port and client id are
   named, set and valid;
 - ``[risk_engine]`` does not bypass the RiskEngine;
-- ``DATABENTO_API_KEY`` is set.
+- ``DATABENTO_API_KEY`` is set;
+- on the live Databento feed (not a replay), the day's and the month's Databento data budget
+  (``configs/budget.toml``, its ledger shared with the downloads) is not used up.
 
 ``node_config(spec)`` is the ``TradingNodeConfig``: the Databento data client (as paper), the
 Interactive Brokers execution client (``InteractiveBrokersExecClientConfig``: host, port, client
@@ -63,6 +65,7 @@ from nautilus_trader.config import (
 )
 from nautilus_trader.live.node import TradingNode
 
+from adapters.databento.budget import check_live_budget
 from backtests.config import _read_toml, resolve_project_path
 from ifd.errors import IfdError
 from live import paper
@@ -329,6 +332,7 @@ def build_limited_node(
         key = env.get(API_KEY_ENV) or os.environ.get(API_KEY_ENV)
         if not key:
             raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
+        check_live_budget(env, what=f"limited node {spec.paper.trader_id} on the live Databento feed")
         if os.environ.get(API_KEY_ENV) != key:
             os.environ[API_KEY_ENV] = key  # the Databento adapter reads the process environment
     check_redis(spec.paper.state)

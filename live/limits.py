@@ -16,9 +16,12 @@ Definitions (also in ``configs/live/limits.toml``):
   of every open position: down to its working stop order, or, without a stop, the whole premium
   of a long option (an open short, or a long future, without a stop is unbounded: a breach).
 - ``max_consecutive_losses``: closed positions in a row with a realized loss (a win resets it).
-- ``max_drawdown_usd``: the drop of the day's P&L (realized + unrealized) from its highest point.
-- ``data_budget_daily_usd`` / ``data_budget_monthly_usd``: Databento spending caps (the data
-  downloader enforces them, not the risk guard).
+- ``max_drawdown_usd``: the drop of the day's P&L (realized + unrealized) from its highest point,
+  once the day has been in profit (until then the daily loss limit is the one that applies).
+- ``data_budget_daily_usd`` / ``data_budget_monthly_usd``: the Databento data budget. It is not
+  set here but in ``configs/budget.toml`` (``adapters.databento.budget``), the one place shared with
+  the downloads and the live nodes' start check; ``load_limits`` reads it from there (validated
+  against the same hard caps) and refuses these two settings in ``[limits]``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ HARD_CAPS: dict[str, float] = {
     "max_drawdown_usd": 50.0,
 }
 INTEGER_LIMITS = ("max_position_contracts", "max_consecutive_losses")
-KEYS = (*HARD_CAPS, "account_env")
+DATA_BUDGET_LIMITS = ("data_budget_daily_usd", "data_budget_monthly_usd")  # set in configs/budget.toml
+LIMIT_KEYS = tuple(name for name in HARD_CAPS if name not in DATA_BUDGET_LIMITS)  # set in [limits]
+KEYS = (*LIMIT_KEYS, "account_env")
 
 
 def _mask(account_id: str) -> str:
@@ -65,6 +70,7 @@ class LiveLimits:
     account_env: str
     account_id: str = field(repr=False)
     source: str = ""
+    budget_source: str = ""  # the budget file the data budget was read from
 
     def __repr__(self) -> str:
         parts = [f"{name}={getattr(self, name)!r}" for name in HARD_CAPS]
@@ -90,17 +96,21 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def check_limit(name: str, value) -> float | int:
-    """A limit value checked against its hard cap; raises ``ValueError`` with the reason."""
+def check_limit(name: str, value, label: str | None = None) -> float | int:
+    """A limit value checked against its hard cap; raises ``ValueError`` with the reason.
+
+    ``label``: the setting's name in the caller's file when it differs from the cap's (``daily_usd``).
+    """
     cap = HARD_CAPS[name]
+    label = label or name
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ValueError(f"{label} must be a positive number, got {value!r}")
     if value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {_fmt(value)}")
+        raise ValueError(f"{label} must be a positive number, got {_fmt(value)}")
     if name in INTEGER_LIMITS and int(value) != value:
-        raise ValueError(f"{name} must be a whole number, got {_fmt(value)}")
+        raise ValueError(f"{label} must be a whole number, got {_fmt(value)}")
     if value > cap:
-        raise ValueError(f"{name} {_fmt(value)} exceeds the hard cap {_fmt(cap)}")
+        raise ValueError(f"{label} {_fmt(value)} exceeds the hard cap {_fmt(cap)}")
     return int(value) if name in INTEGER_LIMITS else float(value)
 
 
@@ -123,11 +133,15 @@ def limits_section(path: Path, raw: Mapping, env: Mapping[str, str] = os.environ
 
 
 def load_limits(path: Path | str, env: Mapping[str, str] = os.environ, *, need_account: bool = True) -> LiveLimits:
-    """Read ``[limits]`` from ``path``; every refusal is an ``IfdError`` naming the file and setting.
+    """Read ``[limits]`` from ``path`` and the data budget from the budget file; every refusal is an
+    ``IfdError`` naming the file and setting.
 
     ``need_account=False`` (paper nodes, which rehearse the limits without a broker) lets the
-    account variable be unset.
+    account variable be unset. The budget file is ``configs/budget.toml`` unless
+    ``IFD_BUDGET_CONFIG`` in ``env`` names another (``adapters.databento.budget.load_budget``).
     """
+    from adapters.databento.budget import load_budget  # it imports HARD_CAPS from here
+
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -138,20 +152,25 @@ def load_limits(path: Path | str, env: Mapping[str, str] = os.environ, *, need_a
     table = raw.get("limits")
     if not isinstance(table, dict):
         raise IfdError(f"{path}: [limits] is missing")
+    moved = sorted(set(table) & set(DATA_BUDGET_LIMITS))
+    if moved:
+        raise IfdError(f"{path}: [limits] {', '.join(moved)}: the data budget is set in configs/budget.toml "
+                       "([budget] daily_usd, monthly_usd), shared with the downloads; remove it here")
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise IfdError(f"{path}: [limits] unknown setting(s) {', '.join(unknown)}")
 
     values: dict = {}
-    for name in HARD_CAPS:
+    for name in LIMIT_KEYS:
         if name not in table:
             raise IfdError(f"{path}: [limits] {name} is missing (hard cap {_fmt(HARD_CAPS[name])})")
         try:
             values[name] = check_limit(name, table[name])
         except ValueError as exc:
             raise IfdError(f"{path}: [limits] {exc}") from None
-    if values["data_budget_daily_usd"] > values["data_budget_monthly_usd"]:
-        raise IfdError(f"{path}: [limits] data_budget_daily_usd exceeds data_budget_monthly_usd")
+    budget = load_budget(None, env)
+    values["data_budget_daily_usd"] = budget.daily_usd
+    values["data_budget_monthly_usd"] = budget.monthly_usd
 
     account_env = table.get("account_env")
     if not isinstance(account_env, str) or not account_env.strip():
@@ -159,4 +178,5 @@ def load_limits(path: Path | str, env: Mapping[str, str] = os.environ, *, need_a
     account_id = (env.get(account_env) or "").strip()
     if not account_id and need_account:
         raise IfdError(f"{path}: [limits] account id not set: environment variable {account_env} is empty or unset")
-    return LiveLimits(**values, account_env=account_env, account_id=account_id, source=str(path))
+    return LiveLimits(**values, account_env=account_env, account_id=account_id, source=str(path),
+                      budget_source=budget.source)

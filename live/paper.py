@@ -14,8 +14,10 @@
   strategy: ``shadow``, ``trade`` or ``fallback``); ``data_mode`` is set to ``live``.
 
 The Databento API key is read by the adapter from ``DATABENTO_API_KEY``; it is never put in the
-node config, logged or printed. ``run_paper(config, duration_s)`` runs a node until the duration
-elapses, an optional ``stop_when(node)`` predicate holds, or Ctrl-C, then stops it, disposes of it
+node config, logged or printed. A node on the live feed refuses to start, before it connects, once
+the Databento data budget of the day or the month is used up (``configs/budget.toml`` and its
+ledger, shared with the downloads: ``adapters.databento.budget.check_live_budget``).
+``run_paper(config, duration_s)`` runs a node until the duration elapses, an optional ``stop_when(node)`` predicate holds, or Ctrl-C, then stops it, disposes of it
 and returns (and optionally writes) the strategies' summaries.
 
 Replay instead of the live feed: a ``[replay]`` section (``catalog`` = a ParquetDataCatalog folder
@@ -62,6 +64,7 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import InstrumentId
 
+from adapters.databento.budget import check_live_budget
 from backtests.config import _accepts, _profile_tables, _read_toml, resolve_project_path
 from ifd.errors import IfdError
 from live.control import pid_file, remove_pid, write_pid
@@ -336,6 +339,7 @@ def build_paper_node(
         return node
     if not env.get(API_KEY_ENV):
         raise IfdError(f"{API_KEY_ENV} is not set (the Databento API key; it is never logged)")
+    check_live_budget(env, what=f"paper node {spec.trader_id} on the live Databento feed")
     if env is not os.environ and os.environ.get(API_KEY_ENV) != env[API_KEY_ENV]:
         os.environ[API_KEY_ENV] = env[API_KEY_ENV]  # the adapter reads the process environment
     node = TradingNode(config=node_config(spec))
