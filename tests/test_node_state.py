@@ -10,7 +10,7 @@ bracket and holds it, writing its status to a file after each position event.
   the same trader id and Redis, and no market data yet, has the position, its working stop and
   target, and the guard's trading-day figures back. A third node with data shows that the sandbox
   venue re-armed the restored stop/target (``live.sandbox``): one of them closes the position.
-- A halt (daily loss on an option round trip) survives a SIGKILL and a restart on the same day.
+- A halt (a held future falling past the limits) survives a SIGKILL and a restart on the same day.
 - Emergency stop: ``ifd live stop`` (SIGTERM through the pid file) and SIGINT cancel, flatten,
   halt and exit 0 with the session folder written.
 """
@@ -34,7 +34,6 @@ from live.state import StateSettings, check_redis, state_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FUTURE = "NQZ6.GLBX"
-OPTION = "NQZ6 P20975.GLBX"  # a wide spread: one round trip loses more than the $50 day limit
 
 CONFIG = """
 [node]
@@ -52,8 +51,6 @@ port = {port}
 max_position_contracts = 1
 max_daily_loss_usd = 50
 max_total_risk_usd = 200
-data_budget_daily_usd = 8
-data_budget_monthly_usd = 200
 max_consecutive_losses = 3
 max_drawdown_usd = 50
 account_env = "IB_ACCOUNT_ID"
@@ -78,6 +75,8 @@ config_path = "tests.support.hold_strategy:HoldConfig"
 order_id_tag = "HOLD"
 instrument_id = "{instrument}"
 status_path = "{status}"
+stop_points = {stop_points}
+round_trips = {round_trips}
 """
 
 
@@ -89,14 +88,16 @@ def catalog(small_session_catalog) -> Path:
 class Node:
     """One paper node configuration (a fresh trader id, so each test has its own Redis keys)."""
 
-    def __init__(self, tmp_path: Path, catalog: Path, redis: tuple[str, int], instrument: str) -> None:
+    def __init__(self, tmp_path: Path, catalog: Path, redis: tuple[str, int], instrument: str,
+                 stop_points: float = 1.0, round_trips: int = 1) -> None:
         self.tmp = tmp_path
         self.trader_id = f"IFD-T{uuid.uuid4().hex[:10].upper()}"
         self.status = tmp_path / "status.json"
         self.pid_dir = tmp_path / "pids"
         self.config = tmp_path / "paper.toml"
         self.config.write_text(CONFIG.format(trader_id=self.trader_id, host=redis[0], port=redis[1],
-                                             catalog=catalog, instrument=instrument, status=self.status))
+                                             catalog=catalog, instrument=instrument, status=self.status,
+                                             stop_points=stop_points, round_trips=round_trips))
         self.catalog = catalog
         self.runs = 0
 
@@ -174,18 +175,21 @@ def test_killed_node_restarts_with_its_position_and_guard_day(tmp_path, catalog,
 
 
 def test_halt_survives_a_kill_and_restart(tmp_path, catalog, redis_server):
-    node = Node(tmp_path, catalog, redis_server, OPTION)
-    proc, _, log = node.start(speed=2.0)
+    # Long the future with a far stop (8 points) and hold it while it falls: the guard halts
+    # (daily loss, or drawdown when the position was up first) and flattens.
+    node = Node(tmp_path, catalog, redis_server, FUTURE, stop_points=8.0, round_trips=0)
+    proc, _, log = node.start(speed=4.0)
     status = node.wait_status(proc, log, lambda s: s["closed"] >= 1)
     time.sleep(1.5)
     _kill(proc)
-    assert status["closed_realized_usd"] <= -50, status  # past the daily loss limit
+    assert status["closed"] == 1 and status["open_positions"] == [], status  # flattened by the guard
 
     back = node.run(speed=None, start_delay_s=3600, duration_s=3.0)
     assert back["figures"]["halted"] is True
     assert back["trading_state"] == "HALTED"  # the RiskEngine denies new orders again
     assert back["open_positions"] == []
-    assert any(e["limit"] == "daily_loss" and e["action"] == "halt" for e in back["limit_events"])
+    halts = [e for e in back["limit_events"] if e["action"] == "halt"]
+    assert len(halts) == 1 and halts[0]["limit"] in ("daily_loss", "drawdown"), back["limit_events"]
 
 
 # -- emergency stop -------------------------------------------------------------------------------
@@ -266,6 +270,6 @@ def test_paper_node_refuses_to_build_without_its_redis(tmp_path, catalog):
         port = sock.getsockname()[1]
     config = tmp_path / "paper.toml"
     config.write_text(CONFIG.format(trader_id="IFD-NOREDIS", host="127.0.0.1", port=port, catalog=catalog,
-                                    instrument=FUTURE, status=tmp_path / "s.json"))
+                                    instrument=FUTURE, status=tmp_path / "s.json", stop_points=1.0, round_trips=1))
     with pytest.raises(IfdError, match="is unreachable"):
         build_paper_node(config, env={})
