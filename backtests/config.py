@@ -19,7 +19,6 @@ A backtest file has these tables (see ``configs/backtests/demo.toml``):
 from __future__ import annotations
 
 import importlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from nautilus_trader.model.enums import BookType
 from nautilus_trader.model.enums import OmsType
 
 from ifd.errors import IfdError
+from ifd.toml_files import read_toml
 
 DATA_TYPES = {
     "OrderBookDelta": "nautilus_trader.model.data:OrderBookDelta",
@@ -89,20 +89,12 @@ def resolve_project_path(value: str | Path) -> Path:
     return candidate if candidate.exists() else path
 
 
-def _read_toml(path: Path, missing: str) -> dict:
-    """A TOML file's tables; ``missing`` is the one-line error when the file does not exist."""
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IfdError(missing) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{path}: invalid TOML ({exc})") from None
 
 
 def _profile_tables(config_path: Path, profile: str) -> dict:
     """The strategy-config fields a profile TOML supplies ([detector], [trading], [quality], data_mode)."""
     profile_path = resolve_project_path(profile)
-    raw = _read_toml(profile_path, f"{config_path}: profile {profile} not found")
+    raw = read_toml(profile_path, f"{config_path}: profile {profile} not found")
     unknown = set(raw) - PROFILE_KEYS
     if unknown:
         raise IfdError(f"{profile_path}: unknown profile key(s) {', '.join(sorted(unknown))}")
@@ -127,7 +119,7 @@ def _accepts(config_path: str, field: str) -> bool:
 def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -> BacktestSpec:
     """Read and validate a backtest TOML file; every error names the file and the setting."""
     path = Path(path)
-    raw = _read_toml(path, f"{path}: no such backtest config")
+    raw = read_toml(path, f"{path}: no such backtest config")
     unknown = set(raw) - SECTIONS
     if unknown:
         raise IfdError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")

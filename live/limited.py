@@ -66,7 +66,8 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 
 from adapters.databento.budget import check_live_budget
-from backtests.config import _read_toml, resolve_project_path
+from backtests.config import resolve_project_path
+from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live import paper
 from live.limits import LiveLimits, limits_section
@@ -219,7 +220,7 @@ def load_limited_spec(path: Path | str, env: Mapping[str, str] = os.environ, *, 
     ``data_key=False`` (a rehearsal on recorded data) does not need the Databento key.
     """
     path = resolve_project_path(path)
-    raw = _read_toml(path, f"{path}: no such limited config")
+    raw = read_toml(path, f"{path}: no such limited config")
     spec = _paper_part(path, raw, env)
     limits = limits_section(path, raw, env)
     _check_strategies(path, spec, limits)

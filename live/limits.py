@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
 from ifd.errors import IfdError
+from ifd.toml_files import read_toml
 
 # The hard caps no configuration may exceed (USD or contracts / positions).
 HARD_CAPS: dict[str, float] = {
@@ -143,12 +143,7 @@ def load_limits(path: Path | str, env: Mapping[str, str] = os.environ, *, need_a
     from adapters.databento.budget import load_budget  # it imports HARD_CAPS from here
 
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IfdError(f"{path}: no such limits file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    raw = read_toml(path, f"{path}: no such limits file")
     table = raw.get("limits")
     if not isinstance(table, dict):
         raise IfdError(f"{path}: [limits] is missing")

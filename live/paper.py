@@ -65,7 +65,8 @@ from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from adapters.databento.budget import check_live_budget
-from backtests.config import _accepts, _profile_tables, _read_toml, resolve_project_path
+from backtests.config import _accepts, _profile_tables, resolve_project_path
+from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live.control import pid_file, remove_pid, write_pid
 from live.limits import limits_section
@@ -158,7 +159,7 @@ def _strategies(path: Path, entries: list[dict]) -> tuple[ImportableStrategyConf
 def load_paper_spec(path: Path | str, env: Mapping[str, str] = os.environ) -> PaperSpec:
     """Read and validate a paper TOML file; every error names the file and the setting."""
     path = resolve_project_path(path)
-    return paper_spec_from_tables(path, _read_toml(path, f"{path}: no such paper config"), env)
+    return paper_spec_from_tables(path, read_toml(path, f"{path}: no such paper config"), env)
 
 
 def _databento(path: Path, raw: dict) -> tuple[str, tuple[str, ...], tuple[str, ...], DatabentoDataClientConfig]:

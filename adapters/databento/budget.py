@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from adapters.databento.ledger import Ledger, Spend, iso, utc_now
 from ifd.errors import IfdError
+from ifd.toml_files import read_toml
 from live.limits import HARD_CAPS, check_limit
 
 if TYPE_CHECKING:
@@ -74,12 +74,7 @@ def budget_path(env: Mapping[str, str] = os.environ, explicit: str | Path | None
 def load_budget(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> BudgetConfig:
     """Read ``[budget]``; every refusal is an ``IfdError`` naming the file and the setting."""
     path = budget_path(env, path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IfdError(f"{path}: no such budget file (the Databento data budget; see configs/budget.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    raw = read_toml(path, f"{path}: no such budget file (the Databento data budget; see configs/budget.toml)")
     table = raw.get("budget")
     if not isinstance(table, dict):
         raise IfdError(f"{path}: [budget] is missing")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ifd.alerts.alert import Level
 from ifd.errors import IfdError
+from ifd.toml_files import read_toml
 
 DEFAULT_CONFIG = Path("configs/alerts.toml")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -245,12 +245,7 @@ def load_alerts_config(
     """
     path = resolve_config_path(path)
     env = (os.environ if env is None else env) if secrets else None
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IfdError(f"{path}: no such alerts config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfdError(f"{path}: invalid TOML ({exc})") from None
+    raw = read_toml(path, f"{path}: no such alerts config file")
     tables = ("alerts", "signals", "console", "log_file", "history", "webhook")
     unknown = sorted(set(raw) - set(tables))
     if unknown:
