@@ -305,7 +305,7 @@ def node_config(
 
 
 def risk_guard(node: TradingNode) -> RiskGuard:
-    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    guards = paper.risk_guards(node)
     if len(guards) != 1:
         raise IfdError(f"the limited node needs exactly one RiskGuard actor, found {len(guards)}")
     return guards[0]

@@ -317,9 +317,14 @@ def node_config(spec: PaperSpec) -> TradingNodeConfig:
     )
 
 
+def risk_guards(node: TradingNode) -> list[RiskGuard]:
+    """The node's RiskGuard actors."""
+    return [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+
+
 def attach_guards(node: TradingNode) -> list[RiskGuard]:
     """Hand every RiskGuard actor of ``node`` its RiskEngine (before the node runs)."""
-    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    guards = risk_guards(node)
     for guard in guards:
         guard.attach_risk_engine(node.kernel.risk_engine)
     return guards
@@ -376,7 +381,7 @@ class StopRequest:
 def emergency_flatten(node: TradingNode, reason: str) -> None:
     """Cancel every working order and flatten every position: through the RiskGuard (which also
     halts trading) when the node has one, else through each strategy's own cancel / close."""
-    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    guards = risk_guards(node)
     if guards:
         for guard in guards:
             guard.emergency_stop(reason)
@@ -470,7 +475,7 @@ def run_paper(
     With ``pid_dir`` the process id is kept in ``pid_dir/<trader id>.pid`` while the node runs.
     """
     node = config if isinstance(config, TradingNode) else build_paper_node(config)
-    guards = [actor for actor in node.trader.actors() if isinstance(actor, RiskGuard)]
+    guards = risk_guards(node)
     loop = node.get_event_loop()
     stop_request = StopRequest()
     for sig in STOP_SIGNALS:  # replaces the kernel's handlers, which stop without flattening
