@@ -227,6 +227,20 @@ def cmd_data_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor_poll(args: argparse.Namespace) -> int:
+    from adapters.databento.downloads import historical_client
+    from ifd.monitor import Monitor, load_monitor_config
+    from ifd.monitor.config import parse_interval
+
+    config = load_monitor_config(args.config)
+    every_s = parse_interval(args.every, "--every") if args.every else config.every_s
+    monitor = Monitor(config, client_factory=lambda: historical_client(gateway=args.gateway), progress=_say)
+    if args.once:
+        print(monitor.cycle().format())
+        return 0
+    return monitor.run(every_s)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backtests.demo import run_demo
 
@@ -467,6 +481,23 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--budget", help="budget TOML (default: $IFD_BUDGET_CONFIG or configs/budget.toml)")
     bud.add_argument("--json", action="store_true", help="print the report as JSON")
     bud.set_defaults(func=cmd_data_budget)
+
+    monitor = groups.add_parser("monitor", help="poll Databento for new data, detect IFD flow, alert").add_subparsers(
+        dest="action", metavar="ACTION", required=True,
+    )
+    poll = monitor.add_parser(
+        "poll",
+        help="download each newly completed UTC day (cost-checked), run IFD v1/v3 over it, alert new signals",
+        description="Each cycle asks Databento how far the dataset goes, downloads the completed UTC days not yet "
+        "processed through the same cost-checked path as `ifd data download`, runs the configured backtest "
+        "(shadow IFD v1 + v3) over each and alerts signals not alerted before (state in SQLite). Exit code 3 on "
+        "a budget refusal.",
+    )
+    poll.add_argument("--config", default="configs/monitor.toml", help="monitor TOML (default: %(default)s)")
+    poll.add_argument("--every", help="interval between cycles, e.g. 15m, 30s, 1h (default: the config's)")
+    poll.add_argument("--once", action="store_true", help="run one cycle and exit (for cron)")
+    poll.add_argument("--gateway", help="historical API base URL (default: $DATABENTO_GATEWAY or Databento's)")
+    poll.set_defaults(func=cmd_monitor_poll)
 
     demo = groups.add_parser(
         "demo",
