@@ -15,6 +15,12 @@ DBN files (definitions, MBO with trades) into a live node as if they came from a
 Catalog data is streamed in ``ts_init`` order through the Rust backend session (one session over
 both data types, read in chunks); DBN files are decoded whole with ``DatabentoDataLoader``.
 Book deltas are published as ``OrderBookDeltas`` batches closed by the ``F_LAST`` flag.
+
+Everything is handed to the node on its event loop in ``ts_init`` order, as a ``BacktestNode``
+replays the same catalog, so the strategies see the same book at every trade: on the parity
+session of ``tests/test_paper_parity.py`` the paper node's v1 and v3 signals and v3's quality
+record equal the backtest's (and, checked once with a probe strategy, the top of book at each of
+the real ESH4 session's 2,973 trades too).
 """
 
 from __future__ import annotations

@@ -199,3 +199,111 @@ def test_drop_after_records_closes_mid_stream(real_file):
         assert gw.sessions[0].dropped
     finally:
         gw.stop()
+
+
+SYNC = {"sync_schemas": ("mbo", "trades"), "heartbeat_interval_s": 1}
+
+
+def _until(predicate, timeout: float = TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _client(port: int, schema: str, arrivals: list, **kwargs) -> db.Live:
+    """A live client on ESM4 that appends (schema, record) to ``arrivals`` and is started."""
+    client = db.Live(key=KEY, gateway="127.0.0.1", port=port)
+    client.subscribe(dataset="GLBX.MDP3", schema=schema, symbols=["ESM4"], **kwargs)
+    client.add_callback(lambda rec: arrivals.append((schema, rec)))
+    client.start()
+    return client
+
+
+def _data(arrivals: list) -> list:
+    return [(s, r) for s, r in arrivals if isinstance(r, (dbn.MBOMsg, dbn.TradeMsg))]
+
+
+def test_synced_sessions_replay_one_market(real_file):
+    """A trades session and an MBO session of one gateway get one merged, paced stream.
+
+    The trades session is held until the MBO session has started; then every trade arrives
+    after the MBO records before its ``T`` record and before the ones after it (both clients
+    share databento's event loop thread, so ``arrivals`` is the order they were read in).
+    """
+    mbo = list(db.DBNStore.from_file(real_file(MBO)))
+    trade_at = [i for i, r in enumerate(mbo) if r.action == "T"]
+    speed = 4.0
+    gw = DatabentoGateway([real_file(MBO), real_file(DEF)], api_keys=[KEY], speed=speed, sync_gap_s=0.02, **SYNC)
+    port = gw.start()
+    arrivals: list = []
+    clients = []
+    try:
+        clients.append(_client(port, "trades", arrivals))
+        time.sleep(1.5)  # the trades session alone: mappings, definitions and heartbeats only
+        market = gw.markets["GLBX.MDP3"]
+        assert not market.started.is_set() and not _data(arrivals)
+        assert gw.sessions[0].heartbeats_sent > 0  # kept alive while it waits
+        clients.append(_client(port, "mbo", arrivals, snapshot=True))
+        assert _until(lambda: market.finished.is_set() and len(_data(arrivals)) == len(mbo) + len(trade_at))
+    finally:
+        for client in clients:
+            client.terminate()
+        gw.stop()
+    data = _data(arrivals)
+    assert [s for s, _ in data].count("trades") == len(trade_at) == 5
+    for k, pos in enumerate(i for i, (s, _) in enumerate(data) if s == "trades"):
+        before = sum(1 for s, _ in data[:pos] if s == "mbo")
+        assert before == trade_at[k], (k, before, trade_at[k])  # exchange order across sessions
+        assert data[pos][1].ts_recv == mbo[trade_at[k]].ts_recv
+    assert [r.ts_recv for s, r in data if s == "mbo"] == [r.ts_recv for r in mbo]
+    stats = market.stats
+    assert stats["sessions"] == [1, 2] and stats["schemas"] == ["mbo", "trades"]
+    assert stats["records"] == len(data) and stats["switches"] == 2 * len(trade_at)
+    span_s = (mbo[-1].ts_recv - mbo[0].ts_recv) / 1e9
+    assert span_s / speed * 0.95 <= stats["wall_s"] <= span_s / speed + 2.0  # paced on one clock
+    assert all(s.synced for s in gw.sessions)
+
+
+def test_synced_market_starts_without_a_missing_schema_after_the_timeout(real_file):
+    gw = DatabentoGateway([real_file(MBO), real_file(DEF)], api_keys=[KEY], sync_timeout_s=0.5, **SYNC)
+    port = gw.start()
+    arrivals: list = []
+    try:
+        client = _client(port, "trades", arrivals)
+        market = gw.markets["GLBX.MDP3"]
+        assert _until(lambda: len(_data(arrivals)) == 5)
+        client.terminate()
+    finally:
+        gw.stop()
+    assert market.stats["schemas"] == ["trades"] and market.stats["records"] == 5
+
+
+def test_late_session_joins_the_market_where_it_is(real_file):
+    """After the market: an MBO session with ``snapshot=1`` gets the book's history at once (it
+    stands in for the snapshot); a trades session without ``start`` gets no past trades."""
+    mbo_records = 13_796
+    gw = DatabentoGateway([real_file(MBO), real_file(DEF)], api_keys=[KEY], **SYNC)
+    port = gw.start()
+    first: list = []
+    late_mbo: list = []
+    late_trades: list = []
+    clients = []
+    try:
+        clients += [_client(port, "trades", first), _client(port, "mbo", first, snapshot=True)]
+        market = gw.markets["GLBX.MDP3"]
+        assert _until(lambda: market.finished.is_set() and len(_data(first)) == mbo_records + 5)
+        clients.append(_client(port, "mbo", late_mbo, snapshot=True))
+        clients.append(_client(port, "trades", late_trades))
+        heartbeat = lambda recs: any(isinstance(r, dbn.SystemMsg) and r.is_heartbeat() for _, r in recs)
+        assert _until(lambda: heartbeat(late_mbo) and heartbeat(late_trades))
+    finally:
+        for client in clients:
+            client.terminate()
+        gw.stop()
+    assert len(_data(late_mbo)) == mbo_records
+    assert _data(late_trades) == []
+    assert any(isinstance(r, dbn.SymbolMappingMsg) for _, r in late_trades)
+    assert market.stats["sessions"] == [1, 2]  # the late sessions were served beside it

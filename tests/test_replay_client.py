@@ -3,6 +3,8 @@
 Each node runs in a child process (one NautilusTrader node/logger per process), which writes the
 strategies' summaries and the replay client's stats to a JSON file.
 Run by hand: ``python -m tests.test_replay_client child CONFIG CATALOG_OR_DBN SPEED OUT``.
+Signal parity with ``ifd backtest run`` (v1 and v3, through ``ifd live paper --replay CATALOG``)
+is shown in ``tests/test_paper_parity.py``, next to the live client's, on the same session.
 """
 
 from __future__ import annotations

@@ -60,8 +60,13 @@ def run_paper_child(
     drop_sessions: int = 1,
     stable_s: float = 2.0,
     after_drop_s: float = 20.0,
+    gateway_options: dict | None = None,
 ) -> tuple[dict, str]:
-    """Run the node in the namespace child; returns (the child's JSON result, its log)."""
+    """Run the node in the namespace child; returns (the child's JSON result, its log).
+
+    ``gateway_options``: further ``DatabentoGateway`` keyword arguments (JSON values), e.g.
+    ``{"speed": 30.0, "sync_schemas": ["mbo", "trades"], "sync_gap_s": 0.002}``.
+    """
     hosts = namespace_or_skip(tmp_path)
     config = tmp_path / "paper.toml"
     config.write_text(config_text)
@@ -71,7 +76,7 @@ def run_paper_child(
         "config": str(config), "mbo": str(mbo), "definition": str(definition), "out": str(out),
         "timeout_s": timeout_s, "session_dir": str(session_dir) if session_dir else None,
         "drop_after_records": drop_after_records, "drop_sessions": drop_sessions,
-        "stable_s": stable_s, "after_drop_s": after_drop_s,
+        "stable_s": stable_s, "after_drop_s": after_drop_s, "gateway_options": gateway_options or {},
     }))
     child = (
         f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m tests.support.live_harness child {spec}"
@@ -106,6 +111,7 @@ def _session_rows(gateway) -> list[dict]:
             "heartbeats_sent": s.heartbeats_sent,
             "dropped": bool(getattr(s, "dropped", False)),
             "error": s.error,
+            "synced": bool(getattr(s, "synced", False)),
         }
         for s in gateway.sessions
     ]
@@ -128,6 +134,7 @@ def _child(spec_path: str) -> int:
         heartbeat_interval_s=1,
         drop_after_records=spec["drop_after_records"],
         drop_sessions=spec["drop_sessions"],
+        **spec.get("gateway_options", {}),
     )
     gateway.start()
     state = {"last": None, "since": time.monotonic(), "dropped_at": None}
@@ -152,7 +159,9 @@ def _child(spec_path: str) -> int:
             state["dropped_at"] = state["dropped_at"] or now
             if replayed("trades") and now - state["dropped_at"] >= spec["after_drop_s"] and stable:
                 return True  # no recovery within the grace period
-        return replayed("mbo") and replayed("trades") and stable
+        # A synced gateway (sync_schemas) replays its market on one thread: wait for it to finish.
+        markets_done = all(m.finished.is_set() for m in getattr(gateway, "markets", {}).values() if m.started.is_set())
+        return replayed("mbo") and replayed("trades") and markets_done and stable
 
     session_dir = spec["session_dir"]
     try:
@@ -160,6 +169,7 @@ def _child(spec_path: str) -> int:
     finally:
         gateway.stop()
     result["gateway_sessions"] = _session_rows(gateway)
+    result["gateway_markets"] = {ds: market.stats for ds, market in getattr(gateway, "markets", {}).items()}
     Path(spec["out"]).write_text(json.dumps(result, indent=2, default=str))
     return 0
 
