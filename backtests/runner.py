@@ -33,6 +33,7 @@ from catalogs.layout import file_interval
 from catalogs.layout import leaf_dir
 from catalogs.listing import describe_catalog
 from ifd.errors import IfdError
+from backtests.trades_report import trades_report
 from strategies.signals import write_signals
 
 RUNS_DIR = Path("backtests/runs")
@@ -227,6 +228,24 @@ def _write_report(frame: pd.DataFrame, path: Path) -> int:
     return len(frame)
 
 
+def write_trader_reports(trader, cache, venue: Venue, folder: Path) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame]:
+    """Orders, fills, positions, account, trades (planned vs filled) and signals of a stopped trader
+    into ``folder``; returns (row counts, orders report, positions report)."""
+    orders = trader.generate_orders_report()
+    positions = trader.generate_positions_report()
+    counts = {
+        "orders": _write_report(orders, folder / "orders.csv"),
+        "fills": _write_report(trader.generate_order_fills_report(), folder / "fills.csv"),
+        "positions": _write_report(positions, folder / "positions.csv"),
+        "account": _write_report(trader.generate_account_report(venue), folder / "account.csv"),
+        "trades": _write_report(trades_report(trader, cache), folder / "trades.csv"),
+    }
+    rows = [row for strategy in trader.strategies() if hasattr(strategy, "signal_rows")
+            for row in strategy.signal_rows()]
+    counts["signals"] = write_signals(rows, folder / "signals.parquet")  # empty is valid
+    return counts, orders, positions
+
+
 def run_backtest(
     config_path: Path,
     catalog: Path | None = None,
@@ -284,18 +303,8 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
     staging.mkdir(parents=True)
     try:
         trader = engine.trader
-        venue = Venue(spec.venue.name)
-        orders = trader.generate_orders_report()
-        counts = {
-            "orders": _write_report(orders, staging / "orders.csv"),
-            "fills": _write_report(trader.generate_order_fills_report(), staging / "fills.csv"),
-            "positions": _write_report(trader.generate_positions_report(), staging / "positions.csv"),
-            "account": _write_report(trader.generate_account_report(venue), staging / "account.csv"),
-        }
-        signal_rows = [row for strategy in trader.strategies() if hasattr(strategy, "signal_rows")
-                       for row in strategy.signal_rows()]
-        counts["signals"] = write_signals(signal_rows, staging / "signals.parquet")  # empty is valid
-        strategies = _strategy_results(trader, orders, trader.generate_positions_report())
+        counts, orders, positions = write_trader_reports(trader, engine.cache, Venue(spec.venue.name), staging)
+        strategies = _strategy_results(trader, orders, positions)
         result = engine.get_result()
         summary = {
             "config": str(spec.path),

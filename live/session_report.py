@@ -9,7 +9,9 @@ then moved into place):
   (``backtests.runner._comparison``), the report row counts, risk-guard limit events (actors with
   ``events()``) and, when given, the ``catalog`` the session's data was ingested into;
 - ``signals.parquet``: every strategy's ``signal_rows()`` (``strategies.signals.write_signals``);
-- ``orders.csv``, ``fills.csv``, ``positions.csv``, ``account.csv``: the trader's reports.
+- ``orders.csv``, ``fills.csv``, ``positions.csv``, ``account.csv``: the trader's reports;
+- ``trades.csv``: each bracket entry as planned (reference price, stop, target, predicted P&L at
+  each) against the fill (slippage) and the position's realized P&L (``backtests.trades_report``).
 
 So ``ifd evaluate SESSION_DIR --labels ... [--catalog ...]`` scores a paper session like a backtest.
 
@@ -33,10 +35,9 @@ from backtests.runner import (
     _iso,
     _jsonable,
     _strategy_results,
-    _write_report,
+    write_trader_reports,
 )
 from ifd.errors import IfdError
-from strategies.signals import write_signals
 
 API_KEY_ENV = "DATABENTO_API_KEY"
 DEFAULT_VENUE = "GLBX"
@@ -84,17 +85,7 @@ def write_session_report(
     staging.mkdir(parents=True)
     try:
         trader = node.trader
-        orders = trader.generate_orders_report()
-        positions = trader.generate_positions_report()
-        counts = {
-            "orders": _write_report(orders, staging / "orders.csv"),
-            "fills": _write_report(trader.generate_order_fills_report(), staging / "fills.csv"),
-            "positions": _write_report(positions, staging / "positions.csv"),
-            "account": _write_report(trader.generate_account_report(Venue(venue)), staging / "account.csv"),
-        }
-        rows = [row for strategy in trader.strategies() if hasattr(strategy, "signal_rows")
-                for row in strategy.signal_rows()]
-        counts["signals"] = write_signals(rows, staging / "signals.parquet")  # empty is valid
+        counts, orders, positions = write_trader_reports(trader, node.cache, Venue(venue), staging)
         strategies = _strategy_results(trader, orders, positions)
         summary: dict[str, Any] = {
             "kind": "paper_session",

@@ -113,6 +113,7 @@ class FlowStrategy(Strategy):
         self._takeover_events: list[dict] = []
         self._pending_entries: dict[str, int] = defaultdict(int)
         self._entry_ids: dict[str, str] = {}
+        self._plans: list[dict] = []  # one per bracket entry: what the strategy expected (trades report)
         self._last_entry_ns: dict[str, int] = {}
         self._entries = 0
         self._time_exits = 0
@@ -332,6 +333,13 @@ class FlowStrategy(Strategy):
             tp_price=instrument.make_price(plan.take_profit),
         )
         entry = orders.first
+        self._plans.append({
+            "strategy_id": self.id.value, "client_order_id": entry.client_order_id.value, "ts_decision": now,
+            "instrument_id": plan.instrument_id, "side": "BUY" if plan.side == BUY else "SELL",
+            "quantity": plan.quantity, "reference_price": plan.reference_price,
+            "stop_loss": plan.stop_loss, "take_profit": plan.take_profit,
+            "multiplier": instrument.multiplier.as_double(), "confidence": detection.confidence,
+        })
         self._pending_entries[entry.client_order_id.value] = plan.quantity
         self._entry_ids[entry.client_order_id.value] = plan.instrument_id
         self._last_entry_ns[plan.instrument_id] = now
@@ -374,6 +382,10 @@ class FlowStrategy(Strategy):
 
     def signal_rows(self) -> list[dict]:
         return list(self._signal_rows)
+
+    def entry_plans(self) -> list[dict]:
+        """The bracket entries as planned (reference price, stop, target), for the trades report."""
+        return list(self._plans)
 
     def summary(self) -> dict:
         """Per-strategy results for the run summary."""

@@ -135,6 +135,23 @@ def test_trade_mode_places_brackets_and_never_exceeds_the_position_limit(session
     assert running_exposure(run.run_dir, "IfdV3Strategy-V3") <= 1
     assert summary["strategies"]["IfdV1Strategy-V1"]["orders"] == 0  # shadow
 
+    # The trades report: every entry as planned against its fill and its position's P&L.
+    trades = pd.read_csv(run.run_dir / "trades.csv")
+    assert sorted(trades["client_order_id"]) == sorted(entries["client_order_id"])
+    filled = trades.merge(entries[["client_order_id", "avg_px", "side"]], on="client_order_id", suffixes=("", "_o"))
+    filled = filled[filled["status"] == "FILLED"]
+    assert len(filled) >= 1
+    sign = filled["side"].map({"BUY": 1.0, "SELL": -1.0})
+    assert (filled["fill_price"] == filled["avg_px"]).all()
+    assert ((filled["slippage_points"] - sign * (filled["fill_price"] - filled["reference_price"])).abs() < 1e-9).all()
+    assert (filled["predicted_pnl_at_target_usd"] > 0).all() and (filled["predicted_pnl_at_stop_usd"] < 0).all()
+    positions = pd.read_csv(run.run_dir / "positions.csv")
+    closed = filled.dropna(subset=["exit_price"])
+    assert len(closed) >= 2  # several cycles of one NETTING position id: each gets its own P&L
+    for _, trade in closed.iterrows():
+        [position] = positions[positions["opening_order_id"] == trade["client_order_id"]].itertuples()
+        assert float(str(position.realized_pnl).split()[0]) == trade["realized_pnl_usd"]
+
 
 def test_failing_v3_hands_trading_to_v1(session, tmp_path):
     _, catalog = session
