@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifd.errors import IfdError
+from ifd.sqlite_files import journal_mode, open_versioned, schema_version
 
 SCHEMA_VERSION = 1
 BYTES_PER_GB = 1_000_000_000  # Databento prices data in USD per GB of uncompressed DBN
@@ -142,45 +142,16 @@ class Ledger:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.Lock()
-        try:
-            if readonly:
-                if not self.path.is_file():
-                    raise IfdError(f"{self.path}: no budget ledger (nothing downloaded yet)")
-                uri = self.path.resolve().as_uri() + "?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._check_schema()
-        except sqlite3.DatabaseError as exc:
-            raise IfdError(f"{self.path}: not a readable budget ledger ({exc})") from None
+        self._db = open_versioned(
+            self.path, schema=_SCHEMA, version=SCHEMA_VERSION, what="budget ledger",
+            missing=f"{self.path}: no budget ledger (nothing downloaded yet)", readonly=readonly,
+            busy_timeout_ms=busy_timeout_ms, synchronous="FULL",  # money: every commit reaches the disk
+        )
 
     @classmethod
     def open_if_exists(cls, path: Path | str) -> Ledger | None:
         """The ledger read-only, or None when there is no file yet (nothing was ever spent)."""
         return cls(path, readonly=True) if Path(path).is_file() else None
-
-    def _check_schema(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise IfdError(f"{self.path}: ledger schema version {version} is newer than this ifd's ({SCHEMA_VERSION})")
-        if version == SCHEMA_VERSION:
-            if not self.readonly:
-                self._db.execute("PRAGMA journal_mode = WAL")
-            return
-        tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-        if tables or self.readonly:
-            raise IfdError(f"{self.path}: not an ifd budget ledger (schema version {version})")
-        self._db.execute("PRAGMA journal_mode = WAL")  # not allowed inside a transaction
-        self._db.execute("PRAGMA synchronous = FULL")  # money: every commit reaches the disk
-        try:
-            # IF NOT EXISTS: two processes may create the same new file at once.
-            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -196,12 +167,12 @@ class Ledger:
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return self._db.execute("PRAGMA user_version").fetchone()[0]
+            return schema_version(self._db)
 
     @property
     def journal_mode(self) -> str:
         with self._lock:
-            return self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            return journal_mode(self._db)
 
     def close(self) -> None:
         with self._lock:

@@ -10,7 +10,6 @@ worker thread, behind a lock; writes are a few rows, committed at once.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 from ifd.alerts.alert import Alert
 from ifd.alerts.alert import Level
 from ifd.alerts.alert import iso_utc
-from ifd.errors import IfdError
+from ifd.sqlite_files import journal_mode, open_versioned, schema_version
 
 SCHEMA_VERSION = 1
 FINAL_STATUSES = ("sent", "failed", "dropped", "rate_limited", "error")
@@ -56,54 +55,22 @@ class AlertHistory:
     def __init__(self, path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 250) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            if readonly:
-                if not self.path.is_file():
-                    raise IfdError(f"{self.path}: no alert history (nothing alerted yet, or another --db)")
-                uri = self.path.resolve().as_uri() + "?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            # Short: a writer waiting on another process's lock must not hold up detection for long.
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._check_schema(readonly)
-        except sqlite3.DatabaseError as exc:
-            raise IfdError(f"{self.path}: not a readable alert history ({exc})") from None
-
-    def _check_schema(self, readonly: bool) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise IfdError(
-                f"{self.path}: alert history schema version {version} is newer than this ifd's ({SCHEMA_VERSION})",
-            )
-        if version == SCHEMA_VERSION:
-            if not readonly:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-            return
-        tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-        if tables or readonly:
-            raise IfdError(f"{self.path}: not an ifd alert history (schema version {version})")
-        self._db.execute("PRAGMA journal_mode = WAL")  # not allowed inside a transaction
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        try:
-            # IF NOT EXISTS: two processes may create the same new file at once.
-            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        # Short busy timeout: a writer waiting on another process's lock must not hold up detection for long.
+        self._db = open_versioned(
+            self.path, schema=_SCHEMA, version=SCHEMA_VERSION, what="alert history",
+            missing=f"{self.path}: no alert history (nothing alerted yet, or another --db)", readonly=readonly,
+            busy_timeout_ms=busy_timeout_ms, synchronous="NORMAL",
+        )
 
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return self._db.execute("PRAGMA user_version").fetchone()[0]
+            return schema_version(self._db)
 
     @property
     def journal_mode(self) -> str:
         with self._lock:
-            return self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            return journal_mode(self._db)
 
     # -- writes ---------------------------------------------------------------------------
 
