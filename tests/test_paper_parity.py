@@ -279,7 +279,8 @@ def test_session_folder_is_a_run_folder(scenario, backtest_run, paper_session):
 
     session_dir = paper_session["session_dir"]
     names = {p.name for p in session_dir.iterdir()}
-    assert names == {"summary.json", "signals.parquet", "orders.csv", "fills.csv", "positions.csv", "account.csv"}
+    assert names == {"summary.json", "signals.parquet", "orders.csv", "fills.csv", "positions.csv", "account.csv",
+                     "trades.csv"}
     assert not any(p.name.startswith(".") for p in session_dir.parent.iterdir())  # staging moved away
     for path in session_dir.iterdir():
         assert KEY.encode() not in path.read_bytes()  # no secret in any file
