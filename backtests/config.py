@@ -80,6 +80,21 @@ def _convert(path: Path, section: str, value: Any, cls: type) -> Any:
 PROFILE_KEYS = {"detector", "trading", "quality", "data_mode"}
 
 
+def actor_configs(path: Path, entries: list[dict]) -> tuple[ImportableActorConfig, ...]:
+    """The ``[[actors]]`` of a backtest or node file (monitors, alerts, a risk guard)."""
+    actors = []
+    for index, entry in enumerate(entries):
+        unknown = set(entry) - {"actor_path", "config_path", "config"}
+        if unknown or not entry.get("actor_path") or not entry.get("config_path"):
+            raise IfdError(f"{path}: [[actors]] #{index + 1} needs actor_path and config_path (and an optional config)")
+        actors.append(
+            ImportableActorConfig(
+                actor_path=entry["actor_path"], config_path=entry["config_path"], config=dict(entry.get("config", {})),
+            ),
+        )
+    return tuple(actors)
+
+
 def resolve_project_path(value: str | Path) -> Path:
     """A path as given, or else relative to the project root (configs/... work from anywhere)."""
     path = Path(value)
@@ -191,16 +206,7 @@ def load_backtest_spec(path: Path | str, catalog_override: Path | None = None) -
                 config=config,
             ),
         )
-    actors = []
-    for index, entry in enumerate(raw.get("actors", [])):
-        unknown = set(entry) - {"actor_path", "config_path", "config"}
-        if unknown or not entry.get("actor_path") or not entry.get("config_path"):
-            raise IfdError(f"{path}: [[actors]] #{index + 1} needs actor_path and config_path (and an optional config)")
-        actors.append(
-            ImportableActorConfig(
-                actor_path=entry["actor_path"], config_path=entry["config_path"], config=dict(entry.get("config", {})),
-            ),
-        )
+    actors = actor_configs(path, raw.get("actors", []))
     if not strategies:
         raise IfdError(f"{path}: no [[strategies]] configured")
 

@@ -230,7 +230,8 @@ def _write_report(frame: pd.DataFrame, path: Path) -> int:
 
 def write_trader_reports(trader, cache, venue: Venue, folder: Path) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame]:
     """Orders, fills, positions, account, trades (planned vs filled) and signals of a stopped trader
-    into ``folder``; returns (row counts, orders report, positions report)."""
+    into ``folder``, and ``<report_name>.json`` of every actor with ``report_name`` and
+    ``run_report()`` (the monitors); returns (row counts, orders report, positions report)."""
     orders = trader.generate_orders_report()
     positions = trader.generate_positions_report()
     counts = {
@@ -243,6 +244,12 @@ def write_trader_reports(trader, cache, venue: Venue, folder: Path) -> tuple[dic
     rows = [row for strategy in trader.strategies() if hasattr(strategy, "signal_rows")
             for row in strategy.signal_rows()]
     counts["signals"] = write_signals(rows, folder / "signals.parquet")  # empty is valid
+    for actor in trader.actors():  # monitors: their figures of the run, as <report_name>.json
+        name = getattr(actor, "report_name", None)
+        if name and callable(getattr(actor, "run_report", None)):
+            report = _jsonable(actor.run_report())
+            (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+            counts[name] = 1
     return counts, orders, positions
 
 

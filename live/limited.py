@@ -298,7 +298,7 @@ def node_config(
         save_state=True,
         data_clients={REPLAY: replay} if replay is not None else {DATABENTO: base.databento},
         exec_clients={SANDBOX: rehearsal_sandbox(spec)} if sandbox else {IB: ib_exec_config(spec)},
-        actors=[risk_guard_config(spec.limits)],
+        actors=[risk_guard_config(spec.limits), *spec.paper.actors],
         strategies=list(base.strategies),
         **base.node,
     )

@@ -65,7 +65,7 @@ from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from adapters.databento.budget import check_live_budget
-from backtests.config import _accepts, _profile_tables, resolve_project_path
+from backtests.config import _accepts, _profile_tables, actor_configs, resolve_project_path
 from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live.control import pid_file, remove_pid, write_pid
@@ -84,7 +84,7 @@ API_KEY_ENV = "DATABENTO_API_KEY"
 RISK_GUARD_PATH = "live.risk_guard:RiskGuard"
 RISK_GUARD_CONFIG_PATH = "live.risk_guard:RiskGuardConfig"
 SANDBOX = "SANDBOX"
-SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies", "replay", "cache", "limits"}
+SECTIONS = {"node", "databento", "sandbox", "risk_engine", "logging", "strategies", "actors", "replay", "cache", "limits"}
 REPLAY_KEYS = {"catalog", "dbn_files", "speed", "start_delay_s", "instrument_ids"}
 NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeout_portfolio",
              "timeout_disconnection", "timeout_post_stop"}
@@ -114,6 +114,7 @@ class PaperSpec:
     replay: ReplayDataClientConfig | None = None  # set: replay recorded data, not the live feed
     state: StateSettings = StateSettings()  # [cache]: Redis (orders, positions, guard state) or memory
     guard: dict | None = None  # [limits]: the RiskGuard's settings (paper rehearses the limits)
+    actors: tuple[ImportableActorConfig, ...] = ()  # [[actors]]: monitors, alerts, dashboard
 
 
 def _check_keys(path: Path, section: str, table: Mapping, allowed: set[str]) -> None:
@@ -286,6 +287,7 @@ def paper_spec_from_tables(path: Path, raw: dict, env: Mapping[str, str] = os.en
         risk_engine=_convert(path, "risk_engine", raw.get("risk_engine", {}), LiveRiskEngineConfig),
         logging=_convert(path, "logging", raw.get("logging", {"log_level": "INFO"}), LoggingConfig),
         strategies=_strategies(path, raw.get("strategies", [])),
+        actors=actor_configs(path, raw.get("actors", [])),
         replay=replay,
         state=state_settings(path, raw.get("cache"), env),
         guard=limits_section(path, raw, env, need_account=False).guard_settings() if "limits" in raw else None,
@@ -311,7 +313,7 @@ def node_config(spec: PaperSpec) -> TradingNodeConfig:
         save_state=spec.state.persistent,
         data_clients={REPLAY: spec.replay} if spec.replay is not None else {DATABENTO: spec.databento},
         exec_clients={SANDBOX: spec.sandbox},
-        actors=[guard_actor_config(spec.guard)] if spec.guard else [],
+        actors=([guard_actor_config(spec.guard)] if spec.guard else []) + list(spec.actors),
         strategies=list(spec.strategies),
         **spec.node,
     )

@@ -37,7 +37,9 @@ from ifd.detection.types import TradeEvent
 from ifd.detection.types import bias_of
 from ifd.errors import IfdError
 from strategies.signals import DetectorStatus
+from strategies.signals import FeedHealth
 from strategies.signals import FlowSignal
+from strategies.signals import data_topic
 from strategies.signals import signal_row
 from strategies.trading import MODES
 from strategies.trading import QualityParams
@@ -103,6 +105,8 @@ class FlowStrategy(Strategy):
         self._future_price: dict[str, float] = {}
         self._signal_rows: list[dict] = []
         self._latency_ns = array("q")
+        self._trade_wait_ns = 0
+        self._trade_started_ns = 0
         self._trades_seen = 0
         self._last_trade_ns = 0
         self._healthy = True
@@ -147,7 +151,9 @@ class FlowStrategy(Strategy):
             self.subscribe_trade_ticks(instrument_id)
         self._detector = self.make_detector(self._params, self._infos, self._load_baselines())
         if self.config.mode == "fallback":
-            self.subscribe_data(DataType(DetectorStatus))
+            self.msgbus.subscribe(topic=data_topic(DetectorStatus), handler=self.on_data)
+        if self._quality.pause_on_feed_alarm:
+            self.msgbus.subscribe(topic=data_topic(FeedHealth), handler=self.on_data)
         gap = self._quality.max_feed_gap_s
         self.clock.set_timer(
             f"{self.id}-feed-gap", timedelta(seconds=max(gap / 4.0, 1.0)), callback=self._on_gap_timer,
@@ -178,6 +184,10 @@ class FlowStrategy(Strategy):
 
     def on_trade_tick(self, tick: TradeTick) -> None:
         started = time.perf_counter_ns()
+        # Time the trade waited between its arrival (ts_init) and this handler: real on a live node,
+        # 0 in a backtest. Signals add the handler's own time (``FlowSignal.latency_ns``).
+        self._trade_wait_ns = max(0, self.clock.timestamp_ns() - tick.ts_init)
+        self._trade_started_ns = started
         key = tick.instrument_id.value
         info = self._infos.get(key)
         if info is None:
@@ -219,6 +229,13 @@ class FlowStrategy(Strategy):
         self._latency_ns.append(time.perf_counter_ns() - started)
 
     def on_data(self, data) -> None:
+        if isinstance(data, FeedHealth):
+            if data.healthy:
+                self._clear_health("feed alarm")
+            else:
+                self.log.warning(f"{self.algorithm} paused by the data-quality monitor: {data.reason}")
+                self._set_health(False, "feed alarm")
+            return
         if isinstance(data, DetectorStatus) and data.algorithm == self.config.fallback_for:
             takeover = not data.healthy
             if takeover != self._takeover:
@@ -300,6 +317,7 @@ class FlowStrategy(Strategy):
             notional_usd=float(detection.notional_usd),
             window_start_ns=int(detection.window_start_ns),
             reasons="; ".join(detection.reasons),
+            latency_ns=self._trade_wait_ns + time.perf_counter_ns() - self._trade_started_ns,
         )
         self.publish_data(DataType(FlowSignal), signal)
         acted = self._trading_enabled() and self._enter(detection, info, event, bias, now)

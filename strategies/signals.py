@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from nautilus_trader.core.data import Data
+from nautilus_trader.model.data import DataType
 from nautilus_trader.model.custom import customdataclass
 from nautilus_trader.model.identifiers import InstrumentId
 
@@ -16,7 +17,10 @@ from nautilus_trader.model.identifiers import InstrumentId
 class FlowSignal(Data):
     """Institutional flow found on one option: published on the message bus by an IFD strategy.
 
-    ``ts_event`` is the last trade that triggered it, ``ts_init`` the signal time.
+    ``ts_event`` is the last trade that triggered it, ``ts_init`` the signal time. ``latency_ns`` is
+    the processing latency: from the triggering trade's ``ts_init`` (its arrival at the node) to the
+    signal, measured on the wall clock (queueing on a live node plus the detector's own time; in a
+    backtest, where the clock stands still, the detector's time alone).
     """
 
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
@@ -30,6 +34,7 @@ class FlowSignal(Data):
     notional_usd: float = 0.0
     window_start_ns: int = 0
     reasons: str = ""
+    latency_ns: int = 0
 
 
 @customdataclass
@@ -39,6 +44,27 @@ class DetectorStatus(Data):
     algorithm: str = ""
     healthy: bool = True
     reason: str = ""
+
+
+@customdataclass
+class FeedHealth(Data):
+    """The feed's data-quality verdict, published by the data-quality monitor when it changes.
+
+    Strategies whose profile sets ``[quality] pause_on_feed_alarm`` mark themselves unhealthy while
+    ``healthy`` is false (their fallback takes over). ``reason``: the breached checks, "; "-joined.
+    """
+
+    healthy: bool = True
+    reason: str = ""
+
+
+def data_topic(cls: type) -> str:
+    """The message-bus topic where ``publish_data(DataType(cls), ...)`` publishes.
+
+    Subscribers use it directly: NautilusTrader 1.231's ``subscribe_data`` without a client id
+    logs an error (and still subscribes).
+    """
+    return f"data.{DataType(cls).topic}"
 
 
 SIGNAL_SCHEMA = pa.schema(
@@ -56,6 +82,7 @@ SIGNAL_SCHEMA = pa.schema(
         ("notional_usd", pa.float64()),
         ("window_start_ns", pa.int64()),
         ("reasons", pa.string()),
+        ("latency_ns", pa.int64()),
         ("strategy_id", pa.string()),
         ("mode", pa.string()),
         ("acted", pa.bool_()),
@@ -79,6 +106,7 @@ def signal_row(signal: FlowSignal, strategy_id: str, mode: str, acted: bool) -> 
         "notional_usd": signal.notional_usd,
         "window_start_ns": signal.window_start_ns,
         "reasons": signal.reasons,
+        "latency_ns": signal.latency_ns,
         "strategy_id": strategy_id,
         "mode": mode,
         "acted": acted,

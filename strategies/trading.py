@@ -58,6 +58,7 @@ class QualityParams:
     min_agreement_rate: float = 0.90  # feed aggressor side vs book
     min_trades_for_agreement: int = 200
     allowed_baseline_sources: tuple[str, ...] = ("instrument", "moneyness", "intraday")
+    pause_on_feed_alarm: bool = False  # unhealthy while the data-quality monitor reports the feed unhealthy
 
     @classmethod
     def from_dict(cls, values: dict) -> QualityParams:

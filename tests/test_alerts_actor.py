@@ -92,7 +92,9 @@ def run_with_alerts(catalog: Path, tmp: Path, with_actor: bool = True) -> tuple[
         engine.kernel.msgbus.subscribe(topic="data.FlowSignal*", handler=halt_on_first_signal)
         node.run()
         actor = engine.trader.actors()[0] if with_actor else None
-        rows = [row for strategy in engine.trader.strategies() for row in strategy.signal_rows()]
+        # latency_ns is wall-clock time: the one field that differs run to run
+        rows = [{k: v for k, v in row.items() if k != "latency_ns"}
+                for strategy in engine.trader.strategies() for row in strategy.signal_rows()]
         return actor, rows
     finally:
         node.dispose()

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.messages import TradingStateChanged
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import DataType
 from nautilus_trader.model.events import OrderDenied
 
 from ifd.alerts.alert import Alert
@@ -35,6 +34,7 @@ from ifd.alerts.signal_alerts import alert_from_signal
 from ifd.alerts.signal_alerts import alert_from_trading_state
 from strategies.signals import DetectorStatus
 from strategies.signals import FlowSignal
+from strategies.signals import data_topic
 
 
 class AlertsActorConfig(ActorConfig, frozen=True):
@@ -47,12 +47,6 @@ class AlertsActorConfig(ActorConfig, frozen=True):
     detector_status: bool = True
     trading_state: bool = True
     orders_denied: bool = True
-
-
-def _data_topic(cls: type) -> str:
-    # Where ``Actor.publish_data(DataType(cls), ...)`` publishes. Subscribing on the bus directly:
-    # ``subscribe_data`` without a client id also logs an error in NautilusTrader 1.231.
-    return f"data.{DataType(cls).topic}"
 
 
 class AlertsActor(Actor):
@@ -78,8 +72,8 @@ class AlertsActor(Actor):
             self.log.error(f"alerts off: {type(exc).__name__}: {exc}")
             return
         feeds = [
-            (self.config.signals, _data_topic(FlowSignal), self._on_signal),
-            (self.config.detector_status, _data_topic(DetectorStatus), self._on_detector_status),
+            (self.config.signals, data_topic(FlowSignal), self._on_signal),
+            (self.config.detector_status, data_topic(DetectorStatus), self._on_detector_status),
             (self.config.trading_state, "events.risk", self._on_risk_event),
             (self.config.orders_denied, "events.order.*", self._on_order_event),
         ]
