@@ -81,18 +81,42 @@ PROFILE_KEYS = {"detector", "trading", "quality", "data_mode"}
 
 
 def actor_configs(path: Path, entries: list[dict]) -> tuple[ImportableActorConfig, ...]:
-    """The ``[[actors]]`` of a backtest or node file (monitors, alerts, a risk guard)."""
+    """The ``[[actors]]`` of a backtest or node file (monitors, alerts, a risk guard).
+
+    Each has ``actor_path``, ``config_path``, an optional ``profile`` (a TOML under ``configs/``
+    whose keys fill the config, as a strategy's profile does) and a ``[actors.config]`` table,
+    which wins over the profile. The config is checked against its class here, so a wrong key or
+    value is refused before any node is built.
+    """
     actors = []
     for index, entry in enumerate(entries):
-        unknown = set(entry) - {"actor_path", "config_path", "config"}
+        where = f"{path}: [[actors]] #{index + 1}"
+        unknown = set(entry) - {"actor_path", "config_path", "profile", "config"}
         if unknown or not entry.get("actor_path") or not entry.get("config_path"):
-            raise IfdError(f"{path}: [[actors]] #{index + 1} needs actor_path and config_path (and an optional config)")
+            raise IfdError(f"{where} needs actor_path and config_path (and an optional profile and config)")
+        config: dict = {}
+        if entry.get("profile"):
+            profile = resolve_project_path(entry["profile"])
+            config.update(read_toml(profile, f"{where}: profile {entry['profile']} not found"))
+            where = f"{where} (profile {entry['profile']})"
+        config.update(entry.get("config", {}))
+        _check_actor_config(where, entry["config_path"], config)
         actors.append(
-            ImportableActorConfig(
-                actor_path=entry["actor_path"], config_path=entry["config_path"], config=dict(entry.get("config", {})),
-            ),
+            ImportableActorConfig(actor_path=entry["actor_path"], config_path=entry["config_path"], config=config),
         )
     return tuple(actors)
+
+
+def _check_actor_config(where: str, config_path: str, config: dict) -> None:
+    module, _, name = config_path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise IfdError(f"{where}: config class {config_path} not found ({exc})") from None
+    try:
+        cls.parse(msgspec.json.encode(config))
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise IfdError(f"{where}: {exc}") from None
 
 
 def resolve_project_path(value: str | Path) -> Path:

@@ -58,6 +58,22 @@ class FeedHealth(Data):
     reason: str = ""
 
 
+@customdataclass
+class MonitorAlarm(Data):
+    """A monitor's finding (data quality, latency), published on the message bus; the
+    AlertsActor turns each into an alert. ``kind`` names the check (e.g. "crossed_book",
+    "p99_processing_latency"), ``key`` what de-duplication compares (default: monitor:kind),
+    ``level`` info | warning | critical, ``fields`` "name=value" pairs joined by "; "."""
+
+    monitor: str = ""  # "data_quality" | "latency"
+    kind: str = ""
+    level: str = "warning"
+    title: str = ""
+    text: str = ""
+    key: str = ""
+    fields: str = ""
+
+
 def data_topic(cls: type) -> str:
     """The message-bus topic where ``publish_data(DataType(cls), ...)`` publishes.
 

@@ -372,3 +372,19 @@ def test_alerts_test_goes_through_every_enabled_sink(tmp_path, capsys):
     off.write_text("[console]\nenabled = false\n[log_file]\nenabled = false\n[history]\nenabled = false\n")
     with pytest.raises(IfdError, match="no sink is enabled"):
         run_cli(["alerts", "test", "--config", str(off)])
+
+
+def test_a_monitor_alarm_becomes_an_alert_at_its_level_with_its_fields():
+    from ifd.alerts.signal_alerts import alert_from_monitor_alarm
+    from strategies.signals import MonitorAlarm
+
+    alarm = MonitorAlarm(
+        ts_event=1_700_000_000_000_000_000, ts_init=1_700_000_000_000_000_000, monitor="data_quality",
+        kind="crossed_book", level="critical", title="Crossed book NQZ6", text="bid 21001 > ask 21000",
+        fields="instrument=NQZ6.GLBX; bid=21001.0",
+    )
+    alert = alert_from_monitor_alarm(alarm, "IFD-PAPER")
+    assert alert.level == Level.CRITICAL and alert.kind == "monitor.data_quality"
+    assert alert.key == "monitor:data_quality:crossed_book" and alert.ts_ns == alarm.ts_event
+    assert dict(alert.fields) == {"check": "crossed_book", "instrument": "NQZ6.GLBX", "bid": "21001.0"}
+    assert alert.one_line().startswith("2023-11-14T22:13:20.000Z CRITICAL monitor.data_quality [IFD-PAPER] Crossed book")

@@ -140,3 +140,20 @@ def test_actors_are_part_of_the_engine_config(tmp_path):
     broken = write_config(tmp_path, DEMO.read_text() + '\n[[actors]]\nactor_path = "x:Y"\n')
     with pytest.raises(IfdError, match=r"\[\[actors\]\] #1 needs actor_path and config_path"):
         load_backtest_spec(broken, catalog_override=tmp_path)
+
+
+def test_an_actor_profile_fills_its_config_and_wrong_keys_are_refused_at_load(tmp_path):
+    (tmp_path / "alerts_actor.toml").write_text('config_path = "configs/alerts.toml"\nsignals = false\n')
+    entry = (
+        '\n[[actors]]\nactor_path = "ifd.alerts.actor:AlertsActor"\nconfig_path = "ifd.alerts.actor:AlertsActorConfig"\n'
+        f'profile = "{tmp_path / "alerts_actor.toml"}"\n'
+    )
+    spec = load_backtest_spec(write_config(tmp_path, DEMO.read_text() + entry + '[actors.config]\nsource = "X"\n'),
+                              catalog_override=tmp_path)
+    assert spec.actors[0].config == {"config_path": "configs/alerts.toml", "signals": False, "source": "X"}
+    broken = write_config(tmp_path, DEMO.read_text() + entry + '[actors.config]\nsignal = true\n')
+    with pytest.raises(IfdError, match=r"\[\[actors\]\] #1 \(profile .*\): Object contains unknown field `signal`"):
+        load_backtest_spec(broken, catalog_override=tmp_path)
+    missing = write_config(tmp_path, DEMO.read_text() + entry.replace("alerts_actor.toml", "nope.toml"))
+    with pytest.raises(IfdError, match=r"\[\[actors\]\] #1: profile .*nope.toml not found"):
+        load_backtest_spec(missing, catalog_override=tmp_path)

@@ -8,7 +8,8 @@ Add it to a backtest (``[[actors]]`` with ``actor_path = "ifd.alerts.actor:Alert
   ``[signals]`` thresholds let through, de-duplicated per algorithm, option and side;
 - ``DetectorStatus`` data: a detector turning unhealthy (its fallback may take over) or back;
 - ``events.risk``: the RiskEngine's ``TradingStateChanged`` (HALTED when the risk guard halts);
-- ``events.order.*``: ``OrderDenied`` (the risk guard's position cap, the RiskEngine's checks).
+- ``events.order.*``: ``OrderDenied`` (the risk guard's position cap, the RiskEngine's checks);
+- ``MonitorAlarm`` data: the data-quality and latency monitors' findings (``ifd.monitoring``).
 
 The alerts TOML is read when the actor is built, so a bad file stops the node before any data
 flows, with the usual one-line error. From then on nothing raises into the engine: a handler
@@ -29,11 +30,13 @@ from ifd.alerts.config import load_alerts_config
 from ifd.alerts.dispatcher import AlertDispatcher
 from ifd.alerts.dispatcher import build_dispatcher
 from ifd.alerts.signal_alerts import alert_from_detector_status
+from ifd.alerts.signal_alerts import alert_from_monitor_alarm
 from ifd.alerts.signal_alerts import alert_from_order_denied
 from ifd.alerts.signal_alerts import alert_from_signal
 from ifd.alerts.signal_alerts import alert_from_trading_state
 from strategies.signals import DetectorStatus
 from strategies.signals import FlowSignal
+from strategies.signals import MonitorAlarm
 from strategies.signals import data_topic
 
 
@@ -47,6 +50,7 @@ class AlertsActorConfig(ActorConfig, frozen=True):
     detector_status: bool = True
     trading_state: bool = True
     orders_denied: bool = True
+    monitor_alarms: bool = True
 
 
 class AlertsActor(Actor):
@@ -76,6 +80,7 @@ class AlertsActor(Actor):
             (self.config.detector_status, data_topic(DetectorStatus), self._on_detector_status),
             (self.config.trading_state, "events.risk", self._on_risk_event),
             (self.config.orders_denied, "events.order.*", self._on_order_event),
+            (self.config.monitor_alarms, data_topic(MonitorAlarm), self._on_monitor_alarm),
         ]
         for wanted, topic, handler in feeds:
             if wanted:
@@ -149,6 +154,10 @@ class AlertsActor(Actor):
     def _on_order_event(self, event) -> None:
         if isinstance(event, OrderDenied):
             self._guarded("order denied", lambda: alert_from_order_denied(event, self._source))
+
+    def _on_monitor_alarm(self, alarm) -> None:
+        if isinstance(alarm, MonitorAlarm):
+            self._guarded("monitor alarm", lambda: alert_from_monitor_alarm(alarm, self._source))
 
     def _warn(self, message: str) -> None:
         self.log.warning(f"alerts: {message}")

@@ -123,3 +123,15 @@ def alert_from_order_denied(event, source: str = "") -> Alert:
         fields={"strategy": strategy, "instrument": str(event.instrument_id), "order": str(event.client_order_id)},
         ts_ns=int(event.ts_event), source=source,
     )
+
+
+def alert_from_monitor_alarm(alarm, source: str = "") -> Alert:
+    """A monitor's ``MonitorAlarm`` (data quality, latency) at the level it gives."""
+    fields = dict(
+        part.split("=", 1) for part in str(alarm.fields).split("; ") if "=" in part
+    )
+    return Alert.create(
+        alarm.level, f"monitor.{alarm.monitor}", str(alarm.title), str(alarm.text),
+        key=alarm.key or f"monitor:{alarm.monitor}:{alarm.kind}", fields={"check": alarm.kind, **fields},
+        ts_ns=int(alarm.ts_event), source=source,
+    )
