@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import signal
+import re
 import sqlite3
 import subprocess
 import sys
@@ -401,9 +402,41 @@ def test_real_esm4_session_downloads_and_ingests(real_file, shared_data, monkeyp
 
 def test_ledger_file_is_wal_with_a_schema_version(tmp_path):
     ledger = Ledger(tmp_path / "l.sqlite")
-    assert ledger.schema_version == 1 and ledger.journal_mode == "wal"
+    assert ledger.schema_version == 2 and ledger.journal_mode == "wal"
     ledger.close()
     (tmp_path / "other.sqlite").write_bytes(b"")
     sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE x (a)").connection.commit()
     with pytest.raises(IfdError, match="not an ifd budget ledger"):
         Ledger(tmp_path / "other.sqlite")
+
+
+def test_a_version_1_ledger_is_upgraded_in_place_keeping_its_rows_and_spend(tmp_path):
+    from adapters.databento import ledger as ledger_module
+    from adapters.databento.ledger import RequestKey
+
+    path = tmp_path / "old.sqlite"
+    v1_schema = re.sub(r"TEXT,(\s+--[^\n]*)\n\s+window [^\n]*", r"TEXT\1", ledger_module._SCHEMA)
+    assert "window" not in v1_schema.split("CREATE INDEX")[0]
+    db = sqlite3.connect(path)
+    db.executescript(v1_schema + "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO requests (dataset, schema, symbols, stype_in, day, status, estimated_cost_usd,"
+               " actual_cost_usd, reason, pid, created_at, updated_at) VALUES ('GLBX.MDP3', 'mbo', 'NQ.OPT',"
+               " 'parent', '2026-11-16', 'done', 1.5, 1.25, '', 1, '2026-11-17T01:00:00.000000Z',"
+               " '2026-11-17T01:00:00.000000Z')")
+    db.commit()
+    db.close()
+    with pytest.raises(IfdError, match="older than this ifd's"):
+        Ledger(path, readonly=True)
+    now = dt.datetime(2026, 11, 17, 12, tzinfo=dt.UTC)
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == 2
+        [row] = ledger.rows()
+        assert row.window == "" and row.actual_cost_usd == 1.25
+        assert ledger.spend(now).day_usd == 1.25
+        whole_day = RequestKey("GLBX.MDP3", "mbo", ("NQ.OPT",), "parent", dt.date(2026, 11, 16))
+        assert ledger.completed(whole_day).id == row.id
+        assert ledger.completed(RequestKey(*whole_day.__dict__.values())) is not None
+        window = RequestKey("GLBX.MDP3", "mbo", ("NQ.OPT",), "parent", dt.date(2026, 11, 16), "14:00-14:15")
+        assert ledger.completed(window) is None  # a window is its own request
+    with Ledger(path, readonly=True) as ledger:  # upgraded: readable by the live nodes' read-only check
+        assert ledger.schema_version == 2

@@ -96,6 +96,23 @@ class DownloadRequest:
     stype_in: str
     start: dt.date
     end: dt.date
+    # Part of one UTC day instead of whole days: ("HH:MM-HH:MM" of the data, of the definitions).
+    # The definitions window may start earlier (at 00:00 for a day's first window: the day's
+    # instrument definitions are published at its start).
+    window: tuple[str, str] | None = None
+
+    @classmethod
+    def intraday(cls, dataset: str, schema: str, symbols: tuple[str, ...], stype_in: str,
+                 start: dt.datetime, end: dt.datetime, definitions_from: dt.datetime | None = None) -> DownloadRequest:
+        """A request for [start, end) within one UTC day, with definitions from ``definitions_from``
+        (default ``start``) to ``end``."""
+        day = start.astimezone(dt.UTC).date()
+        definitions_from = definitions_from or start
+        midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
+        if not (midnight <= definitions_from <= start < end <= midnight + dt.timedelta(days=1)):
+            raise IfdError(f"window {start.isoformat()}..{end.isoformat()}: must lie within one UTC day")
+        return cls(dataset, schema, tuple(symbols), stype_in, day, day + dt.timedelta(days=1),
+                   (window_text(start, end), window_text(definitions_from, end)))
 
     @classmethod
     def parse(cls, dataset: str, schema: str, symbols: str, stype_in: str, start: str,
@@ -126,11 +143,23 @@ class DownloadRequest:
         return ("definition",) if self.schema == "definition" else ("definition", self.schema)
 
     def keys(self, day: dt.date) -> list[RequestKey]:
-        return [RequestKey(self.dataset, schema, self.symbols, self.stype_in, day) for schema in self.schemas()]
+        data, definitions = self.window or ("", "")
+        return [RequestKey(self.dataset, schema, self.symbols, self.stype_in, day,
+                           definitions if schema == "definition" and self.schema != "definition" else data)
+                for schema in self.schemas()]
 
     def label(self) -> str:
-        return (f"{self.dataset} {'+'.join(self.schemas())} {','.join(self.symbols)} ({self.stype_in}) "
-                f"{self.start}..{self.end - dt.timedelta(days=1)}")
+        when = f"{self.start} {self.window[0]}" if self.window else f"{self.start}..{self.end - dt.timedelta(days=1)}"
+        return f"{self.dataset} {'+'.join(self.schemas())} {','.join(self.symbols)} ({self.stype_in}) {when}"
+
+
+def window_text(start: dt.datetime, end: dt.datetime) -> str:
+    """``HH:MM-HH:MM`` of [start, end) within start's UTC day (an end at the next midnight is 24:00)."""
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    if start.second or start.microsecond or end.second or end.microsecond:
+        raise IfdError(f"window {start.isoformat()}..{end.isoformat()}: must start and end on whole minutes")
+    stop = "24:00" if end.date() > start.date() and end.time() == dt.time() else end.strftime("%H:%M")
+    return f"{start:%H:%M}-{stop}"
 
 
 def _date(option: str, text: str) -> dt.date:
@@ -150,8 +179,9 @@ def symbols_key(symbols: tuple[str, ...], stype_in: str) -> str:
 
 
 def raw_file(raw_root: Path, key: RequestKey) -> Path:
-    """``RAW/<dataset>/<schema>/<YYYY-MM-DD>/<stype>-<symbols>.dbn.zst``."""
-    name = f"{symbols_key(key.symbols, key.stype_in)}.dbn.zst"
+    """``RAW/<dataset>/<schema>/<YYYY-MM-DD>/<stype>-<symbols>[.HHMM-HHMM].dbn.zst`` (with the window's times)."""
+    window = f".{key.window.replace(':', '')}" if key.window else ""
+    name = f"{symbols_key(key.symbols, key.stype_in)}{window}.dbn.zst"
     return raw_root / key.dataset / key.schema / key.day.isoformat() / name
 
 
@@ -213,7 +243,8 @@ class DownloadReport:
     seconds: float = 0.0
 
     def add(self, key: RequestKey, status: str, **values) -> None:
-        self.requests.append({"day": key.day.isoformat(), "schema": key.schema, "status": status, **values})
+        where = {"day": key.day.isoformat(), **({"window": key.window} if key.window else {})}
+        self.requests.append({**where, "schema": key.schema, "status": status, **values})
         self.requests.sort(key=lambda r: (r["day"], r["schema"] != "definition"))  # stable: a retry stays after
 
     def to_dict(self) -> dict:
@@ -400,17 +431,19 @@ class Downloader:
             except BentoHttpError as exc:
                 raise _http_error(exc, what, self._scrub) from None
             except BentoError as exc:  # the client's error for a connection lost mid-body
-                raise IfdError(self._scrub(f"{what}: the transfer was cut off ({exc})")) from None
+                raise TransientError(self._scrub(f"{what}: the transfer was cut off ({exc})")) from None
             except requests.RequestException as exc:
-                raise IfdError(self._scrub(f"{what}: cannot reach Databento ({type(exc).__name__}: {exc})")) from None
+                raise TransientError(
+                    self._scrub(f"{what}: cannot reach Databento ({type(exc).__name__}: {exc})"),
+                ) from None
             finally:
                 for warning in caught:
                     if issubclass(warning.category, BentoWarning):
                         self.say(self._scrub(f"{what}: Databento warns: {warning.message}"))
 
     def _params(self, key: RequestKey) -> dict:
-        return {"dataset": key.dataset, "start": key.day.isoformat(),
-                "end": (key.day + dt.timedelta(days=1)).isoformat(), "symbols": list(key.symbols),
+        start, end = key.bounds()
+        return {"dataset": key.dataset, "start": _api_time(start), "end": _api_time(end), "symbols": list(key.symbols),
                 "schema": key.schema, "stype_in": key.stype_in}
 
     def _price(self, pending: list[Planned], symbols_known: bool = False) -> None:
@@ -537,8 +570,8 @@ class Downloader:
             report.add(key, "failed", records=got[0], estimated_usd=item.cost_usd,
                        actual_usd=got[1] / BYTES_PER_GB * unit_price, note=self._scrub(text))
             if isinstance(exc, IfdError):
-                raise IfdError(f"{exc}; nothing of it was kept (recorded failed): run the command again "
-                               "to resume") from None
+                raise type(exc)(f"{exc}; nothing of it was kept (recorded failed): run the command again "
+                                "to resume") from None
             raise
         actual = scan.record_bytes / BYTES_PER_GB * unit_price
         ledger.finish(row_id, "done", records=scan.records, received_bytes=scan.record_bytes,
@@ -562,6 +595,20 @@ class Downloader:
             report.catalog_rows += sum(result.rows_written.values())
 
 
+def _api_time(moment: dt.datetime) -> str:
+    """A date at midnight (the form whole-day requests always used), else ISO 8601 UTC to the minute."""
+    if moment.time() == dt.time():
+        return moment.date().isoformat()
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+class TransientError(IfdError):
+    """A failure worth trying again later: the network, a transfer cut off, Databento 408 / 429 / 5xx."""
+
+
+TRANSIENT_STATUSES = (408, 429)
+
+
 class _Unresolved(IfdError):
     """Databento's 422 symbology_invalid_request: none of the symbols resolve on the requested day."""
 
@@ -576,5 +623,6 @@ def _http_error(exc: BentoHttpError, what: str, scrub: Callable[[str], str]) -> 
         text += f" (check {API_KEY_ENV})"
     if exc.request_id:
         text += f" [request {exc.request_id}]"
-    error_type = _Unresolved if status == 422 and case == "symbology_invalid_request" else IfdError
-    return error_type(scrub(text))
+    if status == 422 and case == "symbology_invalid_request":
+        return _Unresolved(scrub(text))
+    return (TransientError if status in TRANSIENT_STATUSES or status >= 500 else IfdError)(scrub(text))

@@ -389,6 +389,7 @@ class HistoricalStore:
         self._lock = threading.Lock()
         self.files: list[Path] = []
         self.skipped: list[tuple[Path, str]] = []
+        self.available_until_ns: int | None = None  # set: the data published so far ends here
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path | str]) -> Self:
@@ -505,7 +506,14 @@ class HistoricalStore:
         return sorted(self.dataset(dataset).tables)
 
     def available_range(self, dataset: str, schema: str | None = None) -> tuple[int, int]:
-        """Inclusive start and exclusive end (ns, whole UTC days) of a dataset or schema."""
+        """Inclusive start and exclusive end (ns, whole UTC days, or ``available_until_ns`` when set:
+        data published intraday, as Databento's historical API has it minutes after the fact)."""
+        start, end = self._available_range(dataset, schema)
+        if self.available_until_ns is not None:
+            end = max(start, min(end, self.available_until_ns))
+        return start, end
+
+    def _available_range(self, dataset: str, schema: str | None) -> tuple[int, int]:
         data = self.dataset(dataset)
         if schema is None:
             return data.start_ns, data.end_ns

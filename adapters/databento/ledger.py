@@ -3,7 +3,7 @@
 One file (default ``data/databento_ledger.sqlite``, set in ``configs/budget.toml``), WAL journal
 (a download writes while ``ifd data budget`` or a starting live node reads), the schema version in
 ``PRAGMA user_version``. One row per data request (one dataset, schema, symbol set, symbology and
-UTC day), written in three steps:
+UTC day, or a window of that day), written in three steps:
 
 - ``reserve``: in one ``BEGIN IMMEDIATE`` transaction the spend of the current UTC day and month is
   read, the caller's budget check decides, and the row is inserted as ``started`` (its estimate
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ifd.sqlite_files import journal_mode, open_versioned, schema_version
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BYTES_PER_GB = 1_000_000_000  # Databento prices data in USD per GB of uncompressed DBN
 STATUSES = ("started", "done", "refused", "failed")
 
@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS requests (
     pid                INTEGER NOT NULL,   -- the process that made the request
     created_at         TEXT NOT NULL,      -- UTC ISO 8601: when the request was made (its spend day)
     updated_at         TEXT NOT NULL,
-    ingested_at        TEXT                -- when the file went into the catalog
+    ingested_at        TEXT,               -- when the file went into the catalog
+    window             TEXT NOT NULL DEFAULT ''  -- '': the whole UTC day; else part of it, HH:MM-HH:MM
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (dataset, schema, symbols, stype_in, day, status);
 CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created_at);
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS budget_alerts (
     PRIMARY KEY (period, threshold)
 );
 """
+
+# Version 1 had no window column: every request was a whole UTC day.
+_MIGRATIONS = {2: "ALTER TABLE requests ADD COLUMN window TEXT NOT NULL DEFAULT ''"}
 
 # What a row adds to the spend of its day and month.
 _SPENT = """CASE status WHEN 'started' THEN COALESCE(estimated_cost_usd, 0)
@@ -83,20 +87,31 @@ def iso(moment: dt.datetime) -> str:
 
 @dataclass(frozen=True)
 class RequestKey:
-    """What one data request asks for: a dataset, schema, symbol set and symbology, over one UTC day."""
+    """What one data request asks for: a dataset, schema, symbol set and symbology, over one UTC day
+    or, with ``window`` ("HH:MM-HH:MM", end up to 24:00), over that part of it."""
 
     dataset: str
     schema: str
     symbols: tuple[str, ...]
     stype_in: str
     day: dt.date
+    window: str = ""
 
     @property
     def symbols_text(self) -> str:
         return ",".join(self.symbols)
 
+    def bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """The requested [start, end) in UTC."""
+        midnight = dt.datetime.combine(self.day, dt.time(), dt.UTC)
+        if not self.window:
+            return midnight, midnight + dt.timedelta(days=1)
+        start, end = (midnight + dt.timedelta(hours=int(t[:2]), minutes=int(t[3:])) for t in self.window.split("-"))
+        return start, end
+
     def label(self) -> str:
-        return f"{self.dataset} {self.schema} {self.symbols_text} ({self.stype_in}) {self.day.isoformat()}"
+        when = f"{self.day.isoformat()}{' ' + self.window if self.window else ''}"
+        return f"{self.dataset} {self.schema} {self.symbols_text} ({self.stype_in}) {when}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,7 @@ class LedgerRow:
     created_at: str
     updated_at: str
     ingested_at: str | None
+    window: str = ""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -146,6 +162,7 @@ class Ledger:
             self.path, schema=_SCHEMA, version=SCHEMA_VERSION, what="budget ledger",
             missing=f"{self.path}: no budget ledger (nothing downloaded yet)", readonly=readonly,
             busy_timeout_ms=busy_timeout_ms, synchronous="FULL",  # money: every commit reaches the disk
+            migrations=_MIGRATIONS,
         )
 
     @classmethod
@@ -237,11 +254,11 @@ class Ledger:
                 unit_price: float | None = None) -> int:
         stamp = iso(now)
         cursor = db.execute(
-            "INSERT INTO requests (dataset, schema, symbols, stype_in, day, status, estimated_cost_usd,"
+            "INSERT INTO requests (dataset, schema, symbols, stype_in, day, window, status, estimated_cost_usd,"
             " billable_bytes, unit_price_usd_gb, path, reason, pid, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.dataset, key.schema, key.symbols_text, key.stype_in, key.day.isoformat(), status, cost, size,
-             unit_price, str(path) if path else None, reason, os.getpid(), stamp, stamp),
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.dataset, key.schema, key.symbols_text, key.stype_in, key.day.isoformat(), key.window, status, cost,
+             size, unit_price, str(path) if path else None, reason, os.getpid(), stamp, stamp),
         )
         return int(cursor.lastrowid)
 
@@ -329,8 +346,8 @@ class Ledger:
             where.append("status = ?")
             args.append(status)
         if key is not None:
-            where.append("dataset = ? AND schema = ? AND symbols = ? AND stype_in = ? AND day = ?")
-            args += [key.dataset, key.schema, key.symbols_text, key.stype_in, key.day.isoformat()]
+            where.append("dataset = ? AND schema = ? AND symbols = ? AND stype_in = ? AND day = ? AND window = ?")
+            args += [key.dataset, key.schema, key.symbols_text, key.stype_in, key.day.isoformat(), key.window]
         sql = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         with self._lock:
             return [LedgerRow(*row) for row in self._db.execute(sql, args).fetchall()]

@@ -12,8 +12,9 @@ from ifd.errors import IfdError
 from ifd.toml_files import read_toml
 
 DEFAULT_CONFIG = Path("configs/monitor.toml")
-KEYS = ("dataset", "schema", "symbols", "stype", "start", "every", "backtest", "catalog", "raw", "state",
-        "runs", "alerts", "budget")
+KEYS = ("dataset", "schema", "symbols", "stype", "start", "every", "window", "retry", "alert_after_failures",
+        "backtest", "catalog", "raw", "state", "runs", "alerts", "budget")
+DAY_S = 86_400
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -27,6 +28,9 @@ class MonitorConfig:
     stype: str
     start: dt.date | None  # first UTC day when the state is empty; None: the newest completed day only
     every_s: float
+    window_s: int  # the data windows fetched: a whole number of minutes dividing a day (86400: whole UTC days)
+    retry_s: float  # first wait after a transient failure (network, Databento 5xx), doubled up to every_s
+    alert_after_failures: int  # consecutive transient failures before a warning alert
     backtest: Path
     catalog: Path
     raw: Path
@@ -75,8 +79,16 @@ def load_monitor_config(path: Path | str = DEFAULT_CONFIG) -> MonitorConfig:
             raise IfdError(f"{path}: [monitor] start {start!r}: expected a date YYYY-MM-DD (UTC)") from None
     try:
         every_s = parse_interval(table.get("every", "15m"))
+        window_s = parse_interval(table.get("window", "15m"), "window")
+        retry_s = parse_interval(table.get("retry", "1m"), "retry")
     except IfdError as exc:
         raise IfdError(f"{path}: [monitor] {exc}") from None
+    if window_s != int(window_s) or window_s % 60 or DAY_S % window_s:
+        raise IfdError(f"{path}: [monitor] window {table.get('window')!r}: must be whole minutes that divide a day "
+                       "(e.g. 15m, 1h, 24h)")
+    failures = table.get("alert_after_failures", 3)
+    if not isinstance(failures, int) or isinstance(failures, bool) or failures < 1:
+        raise IfdError(f"{path}: [monitor] alert_after_failures must be a whole number >= 1")
     budget = table.get("budget")
     return MonitorConfig(
         dataset=text("dataset", "GLBX.MDP3"),
@@ -85,6 +97,9 @@ def load_monitor_config(path: Path | str = DEFAULT_CONFIG) -> MonitorConfig:
         stype=text("stype", "parent"),
         start=start,
         every_s=every_s,
+        window_s=int(window_s),
+        retry_s=retry_s,
+        alert_after_failures=failures,
         backtest=resolve_project_path(text("backtest", "configs/backtests/shadow_v1_v3.toml")),
         catalog=Path(text("catalog", "data/monitor/catalog")),
         raw=Path(text("raw", "data/raw")),
