@@ -313,6 +313,7 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
         counts, orders, positions = write_trader_reports(trader, engine.cache, Venue(spec.venue.name), staging)
         strategies = _strategy_results(trader, orders, positions)
         result = engine.get_result()
+        counts.update(write_portfolio_files(engine, result, Venue(spec.venue.name), staging))
         summary = {
             "config": str(spec.path),
             "name": spec.name,
@@ -344,6 +345,61 @@ def _write_run_folder(run_dir: Path, spec: BacktestSpec, engine, rows, tracker: 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
+
+
+PORTFOLIO_FILE = "portfolio.json"
+RETURNS_FILE = "returns.parquet"
+
+
+def write_portfolio_files(engine, result, venue: Venue, folder: Path) -> dict[str, int]:
+    """What NautilusTrader's tearsheet needs, kept for ``ifd report``: ``portfolio.json`` (the
+    ``PortfolioAnalyzer``'s PnL, returns and general statistics, the run's figures, the venue
+    account's balances) and ``returns.parquet`` (``ts_ns``, ``return``: the analyzer's returns
+    series: daily portfolio returns when the account spans two days or more, else per-position
+    returns, as the tearsheet picks them). Returns row counts for ``summary.json`` ``reports``."""
+    analyzer = engine.portfolio.analyzer
+    returns = analyzer.returns()
+    daily = not analyzer.portfolio_returns().empty
+    basis = "portfolio (daily, account balance)" if daily else "position (per closed position)"
+    account = engine.cache.account_for_venue(venue)
+    balances = {}
+    if account is not None:
+        starting, ending = account.starting_balances(), account.balances_total()
+        for currency in sorted(set(starting) | set(ending), key=lambda c: c.code):
+            balances[currency.code] = {
+                "starting": round(starting[currency].as_double(), currency.precision) if currency in starting else None,
+                "ending": round(ending[currency].as_double(), currency.precision) if currency in ending else None,
+            }
+    portfolio = {
+        "source": "NautilusTrader PortfolioAnalyzer at the end of the run",
+        "run": {
+            "run_id": result.run_id,
+            "run_started_ns": result.run_started,
+            "run_finished_ns": result.run_finished,
+            "backtest_start_ns": result.backtest_start,
+            "backtest_end_ns": result.backtest_end,
+            "iterations": result.iterations,
+            "total_events": result.total_events,
+            "total_orders": result.total_orders,
+            "total_positions": result.total_positions,
+        },
+        "account": {
+            "venue": venue.value,
+            "account_id": account.id.value if account is not None else None,
+            "balances": balances,
+        },
+        "stats_pnls": {c.code: analyzer.get_performance_stats_pnls(currency=c) for c in analyzer.currencies},
+        "stats_returns": analyzer.get_performance_stats_returns(),
+        "stats_general": analyzer.get_performance_stats_general(),
+        "returns_basis": basis,
+        "returns_count": len(returns),
+    }
+    (folder / PORTFOLIO_FILE).write_text(json.dumps(_jsonable(portfolio), indent=2) + "\n")
+    index = pd.to_datetime(returns.index, utc=True)
+    ts_ns = ((index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ns")).to_numpy(dtype="int64")
+    frame = pd.DataFrame({"ts_ns": ts_ns, "return": returns.to_numpy(dtype="float64")})
+    frame.sort_values("ts_ns", kind="stable").to_parquet(folder / RETURNS_FILE, index=False)
+    return {"portfolio": 1, "returns": len(frame)}
 
 
 def _money(value) -> float:

@@ -513,8 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="also write the JSON here")
     bench.set_defaults(func=cmd_bench)
     from ifd.alerts.cli import register as register_alerts
+    from ifd.report.cli import register as register_report
 
     register_alerts(groups)
+    register_report(groups)
     return parser
 
 
