@@ -50,6 +50,9 @@ _FEED_SIDE = {AggressorSide.BUYER: BUY, AggressorSide.SELLER: SELL, AggressorSid
 _NAN = float("nan")
 
 
+REPLAYED_WAIT_NS = 60_000_000_000
+
+
 class FlowStrategyConfig(StrategyConfig, frozen=True):
     """An IFD strategy: its mode and the profile tables ([detector], [trading], [quality])."""
 
@@ -185,8 +188,11 @@ class FlowStrategy(Strategy):
     def on_trade_tick(self, tick: TradeTick) -> None:
         started = time.perf_counter_ns()
         # Time the trade waited between its arrival (ts_init) and this handler: real on a live node,
-        # 0 in a backtest. Signals add the handler's own time (``FlowSignal.latency_ns``).
-        self._trade_wait_ns = max(0, self.clock.timestamp_ns() - tick.ts_init)
+        # 0 in a backtest. Signals add the handler's own time (``FlowSignal.latency_ns``). A replay of
+        # recorded data on a live clock keeps the recording's ts_init, so a "wait" of more than
+        # REPLAYED_WAIT_NS is the recording's age, not a wait: unknown, counted 0.
+        wait = self.clock.timestamp_ns() - tick.ts_init
+        self._trade_wait_ns = wait if 0 < wait < REPLAYED_WAIT_NS else 0
         self._trade_started_ns = started
         key = tick.instrument_id.value
         info = self._infos.get(key)

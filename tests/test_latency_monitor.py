@@ -313,16 +313,18 @@ def replays(small_session_catalog, tmp_path_factory) -> dict[str, tuple[dict, Pa
 
 
 def test_replayed_recording_measures_processing_from_dispatch(replays):
-    """Stock replay client: recorded timestamps on a live clock. latency_ns is days (the recording's
-    date); the monitor takes the offset it saw on each trigger out, leaving real handler time."""
+    """Stock replay client: recorded timestamps on a live clock. The recording's age is no wait, so the
+    strategies count none: latency_ns is the handler's own time, and the monitor's figures are those."""
     result, session = replays["recorded"]
     report = json.loads((session / "latency.json").read_text())
     assert report["clock"] == "live" and report["timestamps"] == "recorded"
     signals = pq.read_table(session / "signals.parquet").to_pandas()
-    assert len(signals) >= 5 and (signals["latency_ns"] > 86_400 * 10**9).all()  # not a latency
+    assert len(signals) >= 5 and (signals["latency_ns"] < 10**9).all()  # not the recording's age
     proc = report["processing_latency_us"]
-    assert proc["n"] == len(signals) and report["unmatched_signals"] == 0
+    assert proc["n"] == len(signals)
     assert 0 < proc["min"] <= proc["p50"] <= proc["p99"] <= proc["max"] < 1_000_000  # real, under 1 s
+    us = signals["latency_ns"].to_numpy() / 1_000.0
+    assert proc["p50"] == pytest.approx(float(np.percentile(us, 50)), rel=1e-6)
     feed = report["feed_latency_us"]
     published = result["published"]
     assert published["trade_ticks"] < feed["n"] <= published["order_book_deltas"] + published["trade_ticks"]

@@ -32,12 +32,10 @@ feed handler, and this project's loaders):
   wall-clock time alone (the simulated clock stands still while it runs).
 - **Replay client** (``live/replay_client.py``): the recorded timestamps, unchanged, on a live
   clock. Feed latency is again 0 by construction, and ``now - ts_init`` is the distance to the
-  recording's date, not a wait. The monitor notices it (the first record's ``ts_init`` is more than
-  ``recorded_after_s`` away from the clock: ``"timestamps": "recorded"``) and takes from each
-  signal's ``latency_ns`` the recorded-time offset it measured itself when it received the
-  triggering trade (actors start, and so subscribe, before strategies: it sees each trade first).
-  What remains is the time from the trade's dispatch to the signal on the node's clock; the
-  queueing before dispatch is not measurable without arrival stamps.
+  recording's date, not a wait (the monitor notes it: the first record's ``ts_init`` is more than
+  ``recorded_after_s`` away from the clock, ``"timestamps": "recorded"``). The strategies count
+  such a "wait" as 0, so a signal's ``latency_ns`` is then the handler's time from the trade's
+  dispatch to the signal; the queueing before dispatch is not measurable without arrival stamps.
 """
 
 from __future__ import annotations
@@ -153,9 +151,6 @@ class LatencyMonitor(Actor):
         self._alarms: list[dict] = []
         self._live = False
         self._timestamps: str | None = None  # "arrival" | "recorded", from the first record
-        self._trigger_ts_event = -1  # the last trade seen: its ts_event and recorded-time offset
-        self._trigger_offset = 0
-        self._unmatched_signals = 0
         self._instruments = 0
         self._timer = ""
         self._measure_trades = config.trades
@@ -203,11 +198,8 @@ class LatencyMonitor(Actor):
         ts_init = tick.ts_init
         if self._timestamps is None:
             self._first_record(now, ts_init)
-        ts_event = tick.ts_event
         if self._measure_trades:
-            self._feed(ts_init - ts_event)
-        self._trigger_ts_event = ts_event
-        self._trigger_offset = max(0, now - ts_init)  # as the strategies clamp their wait
+            self._feed(ts_init - tick.ts_event)
 
     def _on_signal(self, signal) -> None:
         if not isinstance(signal, FlowSignal):
@@ -215,13 +207,7 @@ class LatencyMonitor(Actor):
         now = self.clock.timestamp_ns()
         if now >= self._minutes.minute_end:
             self._closed(self._minutes.roll(now), now)
-        latency = signal.latency_ns
-        if self._live and self._timestamps == "recorded":
-            if signal.ts_event != self._trigger_ts_event:
-                self._unmatched_signals += 1
-                return
-            latency -= self._trigger_offset
-        self._processing(latency)
+        self._processing(signal.latency_ns)
 
     def _first_record(self, now: int, ts_init: int) -> None:
         far = abs(now - ts_init) > self.config.recorded_after_s * 1e9
@@ -280,7 +266,6 @@ class LatencyMonitor(Actor):
             "per_minute": [self._row(row) for row in self._minutes.rows],
             "minutes_dropped": self._minutes.rows_dropped,
             "alarms": list(self._alarms),
-            "unmatched_signals": self._unmatched_signals,
             "thresholds": {
                 "max_p99_processing_ms": self.config.max_p99_processing_ms,
                 "critical_p99_processing_ms": self.config.critical_p99_processing_ms,
@@ -340,13 +325,10 @@ class LatencyMonitor(Actor):
             notes.append(
                 "clock live, timestamps recorded (a replay): ts_event and ts_init are the recording's "
                 "(both Databento ts_recv), so feed latency is 0 by construction, not a measurement; "
-                "processing latency is each signal's latency_ns minus the recorded-time offset the "
-                "monitor measured on its triggering trade: from the trade's dispatch to the signal, "
-                "without any queueing before the dispatch (not measurable without arrival stamps)",
+                "processing latency is each signal's latency_ns, which the strategies then take from the "
+                "trade's dispatch to the signal, without any queueing before the dispatch (not measurable "
+                "without arrival stamps)",
             )
-            if self._unmatched_signals:
-                notes.append(f"{self._unmatched_signals} signal(s) not matched with their triggering "
-                             f"trade were left out of the processing latency")
         else:
             notes.append(
                 "clock live, timestamps on arrival: ts_init is the node's clock when the feed handler "
