@@ -347,6 +347,8 @@ def build_limited_node(
     else:
         node.add_exec_client_factory(IB, InteractiveBrokersLiveExecClientFactory)
     risk_guard(node).attach_risk_engine(node.kernel.risk_engine)
+    paper.attach_dashboards(node, f"limited · {'Sandbox' if sandbox else 'Interactive Brokers'}",
+                            replay=replay is not None)
     return node
 
 

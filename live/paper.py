@@ -69,6 +69,7 @@ from backtests.config import _accepts, _profile_tables, actor_configs, resolve_p
 from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live.control import pid_file, remove_pid, write_pid
+from live.dashboard.actor import DashboardActor
 from live.limits import limits_section
 from live.replay_client import (
     REPLAY,
@@ -332,6 +333,18 @@ def attach_guards(node: TradingNode) -> list[RiskGuard]:
     return guards
 
 
+def attach_dashboards(node: TradingNode, mode: str, *, replay: bool = False) -> list[DashboardActor]:
+    """Hand every DashboardActor of ``node`` its mode, RiskEngine and figure sources (the other
+    actors and strategies with ``live_figures()``), and take its port: ``IfdError`` before anything
+    connects when the port is in use (a node that should be watched does not start unwatched)."""
+    components = [*node.trader.actors(), *node.trader.strategies()]
+    dashboards = [a for a in components if isinstance(a, DashboardActor)]
+    for dashboard in dashboards:
+        dashboard.attach(mode=mode, sources=components, risk_engine=node.kernel.risk_engine, replay=replay)
+        dashboard.bind()
+    return dashboards
+
+
 def build_paper_node(
     config_path: Path | str | PaperSpec, env: Mapping[str, str] = os.environ,
 ) -> TradingNode:
@@ -343,6 +356,7 @@ def build_paper_node(
         node.add_data_client_factory(REPLAY, ReplayLiveDataClientFactory)
         node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
         attach_guards(node)
+        attach_dashboards(node, "paper · Sandbox", replay=True)
         node.build()
         return node
     if not env.get(API_KEY_ENV):
@@ -354,6 +368,7 @@ def build_paper_node(
     node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
     node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
     attach_guards(node)
+    attach_dashboards(node, "paper · Sandbox")
     node.build()
     return node
 
