@@ -65,6 +65,7 @@ from nautilus_trader.model.orders import MarketOrder
 from nautilus_trader.risk.engine import RiskEngine
 
 from ifd.sessions import cme_trading_day
+from strategies.node_loop import on_node_loop
 from live.limits import HARD_CAPS
 from live.limits import LiveLimits
 from live.limits import check_limit
@@ -146,7 +147,7 @@ class RiskGuard(Actor):
         self.clock.set_timer(
             "risk-guard-check",
             interval=timedelta(milliseconds=self.config.check_interval_ms),
-            callback=lambda _event: self.check(),
+            callback=on_node_loop(lambda _event: self.check()),
         )
 
     def on_order_book_deltas(self, deltas) -> None:
@@ -183,6 +184,32 @@ class RiskGuard(Actor):
                 "day_realized_closed_usd": round(self._realized_closed, 2),
                 "total_risk_usd": round(self._last["total_risk"], 2),
                 "consecutive_losses": self._consecutive, "halted": self._halted}
+
+    def live_figures(self) -> dict:
+        """Each limit's use against it, for a live dashboard (``{"value", "limit"}`` pairs; total risk
+        is ``inf`` for a position without a stop). Measured now while running, else the last check."""
+        cfg = self.config
+        if self.is_running:
+            pnl, risk, contracts = self.day_pnl(), self.total_risk(), self._exposure()
+        else:
+            pnl, risk, contracts = self._last["pnl"], self._last["total_risk"], 0.0
+        last = self._events[-1] if self._events else None
+        return {
+            "title": "Risk limits",
+            "trading_day": self._day.isoformat() if self._day is not None else None,
+            "trading_state": self.trading_state().name if self._risk is not None else None,
+            "halted": self._halted,
+            "daily_loss_usd": {"value": round(max(0.0, -pnl), 2), "limit": cfg.max_daily_loss_usd},
+            "total_risk_usd": {"value": risk if math.isinf(risk) else round(risk, 2), "limit": cfg.max_total_risk_usd},
+            "drawdown_usd": {"value": round(max(0.0, self._peak - pnl) if self._peak > 0.0 else 0.0, 2),
+                             "limit": cfg.max_drawdown_usd},
+            "consecutive_losses": {"value": self._consecutive, "limit": cfg.max_consecutive_losses},
+            "open_contracts": {"value": contracts, "limit": cfg.max_position_contracts},
+            "day_pnl_usd": round(pnl, 2),
+            "day_realized_closed_usd": round(self._realized_closed, 2),
+            "limit_events": len(self._events),
+            "last_event": f"{last.limit} -> {last.action}" if last is not None else None,
+        }
 
     def day(self):
         """The CME trading day the figures belong to."""

@@ -36,6 +36,7 @@ from ifd.detection.types import InstrumentInfo
 from ifd.detection.types import TradeEvent
 from ifd.detection.types import bias_of
 from ifd.errors import IfdError
+from strategies.node_loop import on_node_loop
 from strategies.signals import DetectorStatus
 from strategies.signals import FeedHealth
 from strategies.signals import FlowSignal
@@ -159,7 +160,7 @@ class FlowStrategy(Strategy):
             self.msgbus.subscribe(topic=data_topic(FeedHealth), handler=self.on_data)
         gap = self._quality.max_feed_gap_s
         self.clock.set_timer(
-            f"{self.id}-feed-gap", timedelta(seconds=max(gap / 4.0, 1.0)), callback=self._on_gap_timer,
+            f"{self.id}-feed-gap", timedelta(seconds=max(gap / 4.0, 1.0)), callback=on_node_loop(self._on_gap_timer),
         )
 
     def _load_baselines(self):

@@ -58,6 +58,7 @@ from ifd.monitoring.latency import Figures
 from ifd.monitoring.latency import MinuteLatency
 from ifd.monitoring.latency import MinuteRow
 from ifd.monitoring.latency import Threshold
+from strategies.node_loop import on_node_loop
 from strategies.signals import FlowSignal
 from strategies.signals import MonitorAlarm
 from strategies.signals import data_topic
@@ -165,14 +166,14 @@ class LatencyMonitor(Actor):
         for instrument_id in ids:
             if config.book_deltas:
                 self.subscribe_order_book_deltas(instrument_id, book_type=BookType.L3_MBO, managed=False)
-            if config.trades or config.signals:  # signals: to match each with its trigger on a replay
+            if config.trades:
                 self.subscribe_trade_ticks(instrument_id)
         self._instruments = len(ids)
         if config.signals:
             self.msgbus.subscribe(topic=data_topic(FlowSignal), handler=self._on_signal)
         now = self.clock.timestamp_ns()
         self._timer = f"{self.id}-minute"
-        self.clock.set_timer_ns(self._timer, NS_PER_MINUTE, now - now % NS_PER_MINUTE, 0, self._on_minute)
+        self.clock.set_timer_ns(self._timer, NS_PER_MINUTE, now - now % NS_PER_MINUTE, 0, on_node_loop(self._on_minute))
 
     def on_stop(self) -> None:
         if self.config.signals:

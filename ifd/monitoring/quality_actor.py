@@ -38,6 +38,7 @@ from ifd.monitoring.feed_quality import FeedQuality
 from ifd.monitoring.feed_quality import InstrumentQuality
 from ifd.monitoring.feed_quality import MarketHours
 from ifd.monitoring.feed_quality import QualityThresholds
+from strategies.node_loop import on_node_loop
 from strategies.signals import FeedHealth
 from strategies.signals import MonitorAlarm
 
@@ -144,6 +145,7 @@ class DataQualityMonitor(Actor):
         self._quality: FeedQuality | None = None
         self._feeds: dict[InstrumentId, _Feed] = {}
         self._timer = ""
+        self._on_check_hop = self._on_check
         self._interval_ns = int(config.check_interval_s * 1e9)
         self._stopped = False
         self._handler_errors = 0
@@ -162,6 +164,7 @@ class DataQualityMonitor(Actor):
             self.subscribe_order_book_deltas(instrument_id, book_type=BookType.L3_MBO, managed=False)
             self.subscribe_trade_ticks(instrument_id)
         self._timer = f"{self.id}-checks"
+        self._on_check_hop = on_node_loop(self._on_check)
         self._schedule(now)
         self.log.info(f"data quality: {len(ids)} instruments, stale after {self._thresholds.stale_after_s:g} s")
 
@@ -246,7 +249,7 @@ class DataQualityMonitor(Actor):
         # A time alert re-armed at each check rather than a fixed timer: while the market is closed
         # the checks run once a minute, so replaying a closed day does not tick every second.
         when = self._quality.next_check(now, self._interval_ns, max(self._interval_ns, _CLOSED_CHECK_NS))
-        self.clock.set_time_alert_ns(self._timer, when, self._on_check)
+        self.clock.set_time_alert_ns(self._timer, when, self._on_check_hop)
 
     def _on_check(self, event) -> None:
         quality = self._quality
