@@ -71,6 +71,7 @@ from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live import paper
 from live.limits import LiveLimits, limits_section
+from live.data_meter import price_data_meters
 from live.paper import API_KEY_ENV, SANDBOX, PaperSpec, run_paper
 from live.replay_client import REPLAY, ReplayDataClientConfig, ReplayLiveDataClientFactory
 from live.risk_guard import RiskGuard
@@ -278,6 +279,7 @@ def rehearsal_sandbox(spec: LimitedSpec) -> SandboxExecutionClientConfig:
 
 def node_config(
     spec: LimitedSpec, *, sandbox: bool = False, replay: ReplayDataClientConfig | None = None,
+    env: Mapping[str, str] = os.environ,
 ) -> TradingNodeConfig:
     """The limited node's ``TradingNodeConfig`` (no API key in it; the account id masked in repr).
 
@@ -298,7 +300,8 @@ def node_config(
         save_state=True,
         data_clients={REPLAY: replay} if replay is not None else {DATABENTO: base.databento},
         exec_clients={SANDBOX: rehearsal_sandbox(spec)} if sandbox else {IB: ib_exec_config(spec)},
-        actors=[risk_guard_config(spec.limits), *spec.paper.actors],
+        actors=[risk_guard_config(spec.limits), *([] if replay is not None else paper.meter_actors(spec.paper, env)),
+                *spec.paper.actors],
         strategies=list(base.strategies),
         **base.node,
     )
@@ -337,7 +340,7 @@ def build_limited_node(
         if os.environ.get(API_KEY_ENV) != key:
             os.environ[API_KEY_ENV] = key  # the Databento adapter reads the process environment
     check_redis(spec.paper.state)
-    node = TradingNode(config=node_config(spec, sandbox=sandbox, replay=replay))
+    node = TradingNode(config=node_config(spec, sandbox=sandbox, replay=replay, env=env))
     if replay is not None:
         node.add_data_client_factory(REPLAY, ReplayLiveDataClientFactory)
     else:
@@ -366,6 +369,7 @@ def run_limited(
     """Run a limited node like ``run_paper`` (stops, disposes, returns the strategies' summaries
     plus the guard's ``limit_events`` and ``figures``)."""
     node = config if isinstance(config, TradingNode) else build_limited_node(config, env)
+    price_data_meters(node, env)  # before the broker or the feed connects
     if not node.is_built():
         node.build()  # connects the Interactive Brokers client (see build_limited_node)
     result = run_paper(node, duration_s, stop_when=stop_when, poll_s=poll_s, session_dir=session_dir,

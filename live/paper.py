@@ -64,8 +64,9 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.enums import AccountType, BookType, OmsType
 from nautilus_trader.model.identifiers import InstrumentId
 
-from adapters.databento.budget import check_live_budget
+from adapters.databento.budget import check_live_budget, load_budget
 from backtests.config import _accepts, _profile_tables, actor_configs, resolve_project_path
+from live.data_meter import data_meter_config, data_meters, price_data_meters
 from ifd.toml_files import read_toml
 from ifd.errors import IfdError
 from live.control import pid_file, remove_pid, write_pid
@@ -301,7 +302,15 @@ def guard_actor_config(settings: dict) -> ImportableActorConfig:
     return ImportableActorConfig(actor_path=RISK_GUARD_PATH, config_path=RISK_GUARD_CONFIG_PATH, config=dict(settings))
 
 
-def node_config(spec: PaperSpec) -> TradingNodeConfig:
+def meter_actors(spec: PaperSpec, env: Mapping[str, str] = os.environ) -> list[ImportableActorConfig]:
+    """The DataMeter of a node on the live Databento feed (none for a replay: it costs nothing)."""
+    if spec.replay is not None:
+        return []
+    symbols = spec.parent_symbols + spec.instrument_ids
+    return [data_meter_config(spec.dataset, symbols, str(load_budget(None, env).source))]
+
+
+def node_config(spec: PaperSpec, env: Mapping[str, str] = os.environ) -> TradingNodeConfig:
     """The ``TradingNodeConfig`` of a paper spec (no API key in it: the adapter reads the env)."""
     return TradingNodeConfig(
         trader_id=spec.trader_id,
@@ -314,7 +323,7 @@ def node_config(spec: PaperSpec) -> TradingNodeConfig:
         save_state=spec.state.persistent,
         data_clients={REPLAY: spec.replay} if spec.replay is not None else {DATABENTO: spec.databento},
         exec_clients={SANDBOX: spec.sandbox},
-        actors=([guard_actor_config(spec.guard)] if spec.guard else []) + list(spec.actors),
+        actors=([guard_actor_config(spec.guard)] if spec.guard else []) + meter_actors(spec, env) + list(spec.actors),
         strategies=list(spec.strategies),
         **spec.node,
     )
@@ -364,7 +373,7 @@ def build_paper_node(
     check_live_budget(env, what=f"paper node {spec.trader_id} on the live Databento feed")
     if env is not os.environ and os.environ.get(API_KEY_ENV) != env[API_KEY_ENV]:
         os.environ[API_KEY_ENV] = env[API_KEY_ENV]  # the adapter reads the process environment
-    node = TradingNode(config=node_config(spec))
+    node = TradingNode(config=node_config(spec, env))
     node.add_data_client_factory(DATABENTO, DatabentoLiveDataClientFactory)
     node.add_exec_client_factory(SANDBOX, SandboxLiveExecClientFactory)
     attach_guards(node)
@@ -392,7 +401,11 @@ class StopRequest:
         self.reason: str | None = None
 
     def __call__(self, sig: signal.Signals) -> None:
-        self.reason = self.reason or sig.name
+        self.request(sig.name)
+
+    def request(self, reason: str) -> None:
+        """An emergency stop for ``reason`` (the first one asked for wins)."""
+        self.reason = self.reason or reason
 
 
 def emergency_flatten(node: TradingNode, reason: str) -> None:
@@ -492,9 +505,16 @@ def run_paper(
     With ``pid_dir`` the process id is kept in ``pid_dir/<trader id>.pid`` while the node runs.
     """
     node = config if isinstance(config, TradingNode) else build_paper_node(config)
+    try:
+        price_data_meters(node, os.environ)  # before anything streams; IfdError: not started
+    except BaseException:
+        node.dispose()
+        raise
     guards = risk_guards(node)
     loop = node.get_event_loop()
     stop_request = StopRequest()
+    for meter in data_meters(node):  # the data budget used up: the same emergency stop as SIGTERM
+        meter.on_exhausted = lambda reason: stop_request.request(f"data budget: {reason}")
     for sig in STOP_SIGNALS:  # replaces the kernel's handlers, which stop without flattening
         loop.add_signal_handler(sig, stop_request, sig)
     pid_path = pid_file(pid_dir, node.trader_id.value) if pid_dir is not None else None

@@ -144,3 +144,12 @@ def test_paper_node_receives_the_live_feed(tmp_path, session):
     assert v3["instruments"] == 9
     assert v3["trades_seen"] == sent_trades
     assert v3["signals_acted"] == 0 and v3["entries"] == 0
+
+    # The streamed data is metered into the budget ledger at the gateway's live unit prices (1 USD/GB).
+    live = result["ledger_live_rows"]
+    assert live and {r["window"] for r in live} == {"live"}
+    metered = {schema: sum(r["records"] for r in live if r["schema"] == schema) for schema in ("mbo", "trades")}
+    assert metered == {"mbo": sent_deltas, "trades": sent_trades}
+    mbo_bytes = sum(r["bytes"] for r in live if r["schema"] == "mbo")
+    assert mbo_bytes == sent_deltas * 56 + sent_trades * 112
+    assert sum(r["cost_usd"] for r in live) == pytest.approx(sum(r["bytes"] for r in live) / 1e9, rel=1e-9)

@@ -1183,9 +1183,9 @@ def _list_publishers(gw: HistoricalGateway, params: Mapping[str, str]) -> list[d
 
 
 def _unit_prices(gw: HistoricalGateway, params: Mapping[str, str]) -> list[dict[str, Any]]:
-    schemas = gw.store.schemas(_param(params, "dataset"))
-    prices = {schema: gw.unit_price(schema) for schema in schemas}
-    modes = ("historical", "historical-streaming")
+    schemas = set(gw.store.schemas(_param(params, "dataset"))) | set(gw.unit_prices)  # Databento lists every schema
+    prices = {schema: gw.unit_price(schema) for schema in sorted(schemas)}
+    modes = ("historical", "historical-streaming", "live")
     return [{"mode": mode, "unit_prices": prices} for mode in modes]
 
 

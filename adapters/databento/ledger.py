@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at         TEXT NOT NULL,      -- UTC ISO 8601: when the request was made (its spend day)
     updated_at         TEXT NOT NULL,
     ingested_at        TEXT,               -- when the file went into the catalog
-    window             TEXT NOT NULL DEFAULT ''  -- '': the whole UTC day; else part of it, HH:MM-HH:MM
+    window             TEXT NOT NULL DEFAULT ''  -- '': the whole UTC day; HH:MM-HH:MM: part of it; live: streamed
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (dataset, schema, symbols, stype_in, day, status);
 CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created_at);
@@ -88,7 +88,8 @@ def iso(moment: dt.datetime) -> str:
 @dataclass(frozen=True)
 class RequestKey:
     """What one data request asks for: a dataset, schema, symbol set and symbology, over one UTC day
-    or, with ``window`` ("HH:MM-HH:MM", end up to 24:00), over that part of it."""
+    or, with ``window`` ("HH:MM-HH:MM", end up to 24:00), over that part of it (``"live"``: what a
+    node streamed from the live gateway that day; never downloaded, only counted)."""
 
     dataset: str
     schema: str
@@ -295,6 +296,16 @@ class Ledger:
             row_id = self._insert(db, key, "done", estimated_cost_usd, billable_bytes, reason, None, now)
             db.execute("UPDATE requests SET received_bytes = 0, records = 0, actual_cost_usd = 0 WHERE id = ?",
                        (row_id,))
+        return row_id
+
+    def record_live(self, key: RequestKey, *, records: int, received_bytes: int, unit_price_usd_gb: float,
+                    cost_usd: float, reason: str = "", now: dt.datetime | None = None) -> int:
+        """Live streaming spend (``key.window`` "live"): a ``done`` row with the bytes and their cost, no file."""
+        now = now or utc_now()
+        with self._transaction() as db:
+            row_id = self._insert(db, key, "done", cost_usd, received_bytes, reason, None, now, unit_price_usd_gb)
+            db.execute("UPDATE requests SET received_bytes = ?, records = ?, actual_cost_usd = ? WHERE id = ?",
+                       (received_bytes, records, cost_usd, row_id))
         return row_id
 
     def mark_ingested(self, row_ids: Iterable[int], now: dt.datetime | None = None) -> None:

@@ -117,6 +117,16 @@ def _session_rows(gateway) -> list[dict]:
     ]
 
 
+def _live_rows(path: Path) -> list[dict]:
+    from adapters.databento.ledger import Ledger
+
+    if not path.is_file():
+        return []
+    with Ledger(path, readonly=True) as ledger:
+        return [{"schema": r.schema, "window": r.window, "records": r.records, "bytes": r.received_bytes,
+                 "cost_usd": r.actual_cost_usd} for r in ledger.rows()]
+
+
 def _child(spec_path: str) -> int:
     """Gateway on 127.0.0.1:13000 + the paper node until everything is delivered (or timeout)."""
     import logging
@@ -164,11 +174,27 @@ def _child(spec_path: str) -> int:
         return replayed("mbo") and replayed("trades") and markets_done and stable
 
     session_dir = spec["session_dir"]
+    # The node prices its live streaming (list_unit_prices) before it connects, and meters it into
+    # the budget ledger: a loopback historical gateway and a budget of this run's own.
+    from adapters.databento.historical_gateway import HistoricalGateway, HistoricalStore
+
+    work = Path(spec["out"]).parent
+    (work / "budget.toml").write_text(
+        f"[budget]\ndaily_usd = 8\nmonthly_usd = 200\nledger = \"{work / 'ledger.sqlite'}\"\nalerts = \"{work / 'alerts.toml'}\"\n")
+    (work / "alerts.toml").write_text("[console]\nenabled = false\n[log_file]\nenabled = false\n"
+                                      "[history]\nenabled = false\n")
+    prices = HistoricalGateway(HistoricalStore.from_paths([spec["mbo"], spec["definition"]]), api_keys=[KEY],
+                               unit_prices={"mbo": 1.0, "trades": 1.0, "definition": 1.0})
+    prices.start()
+    os.environ.update(prices.client_env())
+    os.environ.update({"DATABENTO_GATEWAY": prices.url, "IFD_BUDGET_CONFIG": str(work / "budget.toml")})
     try:
         result = run_paper(spec["config"], float(spec["timeout_s"]), stop_when=delivered, session_dir=session_dir)
     finally:
         gateway.stop()
+        prices.stop()
     result["gateway_sessions"] = _session_rows(gateway)
+    result["ledger_live_rows"] = _live_rows(work / "ledger.sqlite")
     result["gateway_markets"] = {ds: market.stats for ds, market in getattr(gateway, "markets", {}).items()}
     Path(spec["out"]).write_text(json.dumps(result, indent=2, default=str))
     return 0
