@@ -1,4 +1,5 @@
-"""``ifd demo``: generate the demo scenario, ingest it, run the A/B backtest, evaluate it, print the summary.
+"""``ifd demo``: generate the demo scenario, ingest it, run the A/B backtest, evaluate it, write its
+HTML report, print the summary.
 
 The default run is ``configs/backtests/ab_v1_v3.toml``: IFD v3 trading, IFD v1 as its fallback,
 scored against the scenario's labels next to the naive reference detector.
@@ -53,7 +54,11 @@ def run_demo(
     result = run_backtest(config, catalog=catalog, out=run_dir, progress=say)
     evaluation = evaluate_run(result.run_dir, scenario_dir / "labels.parquet", catalog=catalog)
     write_evaluation(result.run_dir, evaluation)
+    from ifd.report.build import write_report
+
+    report_file = write_report(result.run_dir).path
     _print_summary(result, scenario_dir, evaluation)
+    print(f"report            {report_file} (open it in a browser)")
     return result
 
 

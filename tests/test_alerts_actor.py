@@ -30,6 +30,7 @@ from ifd.alerts.signal_alerts import alert_from_trading_state
 from ifd.scenario.generate import ScenarioConfig
 from ifd.scenario.generate import generate_scenario
 from strategies.signals import DetectorStatus
+from tests.support.configs import without_actors
 from tests.support.webhook_server import SECRET_PATH
 from tests.support.webhook_server import WebhookServer
 from tests.support.webhook_server import refused_url
@@ -68,7 +69,7 @@ def catalog(tmp_path_factory) -> Path:
 def run_with_alerts(catalog: Path, tmp: Path, with_actor: bool = True) -> tuple[AlertsActor | None, list[dict]]:
     """v3 trading + v1 fallback (ab_v1_v3.toml) with the AlertsActor; trading is halted at the first signal."""
     tmp.mkdir(exist_ok=True)
-    config_text = (PROJECT / "configs" / "backtests" / "ab_v1_v3.toml").read_text()
+    config_text = without_actors("ab_v1_v3.toml")
     config_text += "" if not with_actor else (
         '\n[[actors]]\nactor_path = "ifd.alerts.actor:AlertsActor"\n'
         'config_path = "ifd.alerts.actor:AlertsActorConfig"\n'

@@ -47,6 +47,7 @@ from strategies.signals import DetectorStatus
 from strategies.signals import FeedHealth
 from strategies.signals import MonitorAlarm
 from strategies.signals import data_topic
+from tests.support.configs import without_actors
 
 PROJECT = Path(__file__).resolve().parents[1]
 PROFILE = PROJECT / "configs" / "monitors" / "data_quality.toml"
@@ -443,7 +444,7 @@ def test_the_shipped_profile_sets_every_threshold_to_the_config_default():
 
 def _with_monitor(base: str, tmp_path: Path, config: str = "") -> Path:
     """A shipped backtest file plus the monitor (its shipped profile, ``config`` overriding it)."""
-    text = (PROJECT / "configs" / "backtests" / base).read_text() + MONITOR_ACTOR
+    text = without_actors(base) + MONITOR_ACTOR
     if config:
         text += "[actors.config]\n" + config
     path = tmp_path / f"{Path(base).stem}_dq.toml"

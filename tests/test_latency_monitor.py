@@ -37,6 +37,7 @@ from ifd.monitoring.latency import Threshold
 from ifd.monitoring.latency_actor import LatencyConfig
 from strategies.signals import MonitorAlarm
 from strategies.signals import data_topic
+from tests.support.configs import without_actors
 
 PROJECT = Path(__file__).resolve().parents[1]
 T0 = 1_794_839_400_000_000_000  # 2026-11-16 14:30:00 UTC, on a minute
@@ -170,7 +171,7 @@ def test_shipped_profile_is_every_field_commented():
 def backtests(small_session_catalog, tmp_path_factory) -> dict[str, Path]:
     """ab_v1_v3 with and without the monitor: the two run folders."""
     root = tmp_path_factory.mktemp("latency_backtests")
-    base = (PROJECT / "configs/backtests/ab_v1_v3.toml").read_text()
+    base = without_actors("ab_v1_v3.toml")
     runs = {}
     for name, text in (("with", base + MONITOR), ("without", base)):
         (root / f"{name}.toml").write_text(text)
@@ -235,7 +236,7 @@ path = "{tmp}/alerts.sqlite"
 def run_with_slow_signals(catalog: Path, tmp: Path, latency_ms: float, minutes: list[int]):
     """ab_v1_v3 + the monitor + the AlertsActor + a test actor publishing slow FlowSignals."""
     (tmp / "alerts.toml").write_text(ALERTS_TOML.format(tmp=tmp))
-    text = (PROJECT / "configs/backtests/ab_v1_v3.toml").read_text() + MONITOR + (
+    text = without_actors("ab_v1_v3.toml") + MONITOR + (
         '\n[[actors]]\nactor_path = "tests.support.latency_node:SlowSignals"\n'
         'config_path = "tests.support.latency_node:SlowSignalsConfig"\n'
         f"[actors.config]\nlatency_ms = {latency_ms}\nminutes = {minutes}\nper_minute = 3\n"
