@@ -57,6 +57,7 @@ from live.dashboard.state import (
     positions_section,
     read_budget,
 )
+from tests.support.configs import SHADOW_V3_V1
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FUTURE = "NQZ6.GLBX"
@@ -463,24 +464,7 @@ profile = "configs/monitors/dashboard.toml"
 [actors.config]
 {dashboard}
 {actors}
-[[strategies]]
-strategy_path = "strategies.ifd_v3:IfdV3Strategy"
-config_path = "strategies.ifd_v3:IfdV3Config"
-profile = "configs/profiles/ifd_v3.toml"
-
-[strategies.config]
-order_id_tag = "V3"
-mode = "shadow"
-
-[[strategies]]
-strategy_path = "strategies.ifd_v1:IfdV1Strategy"
-config_path = "strategies.ifd_v1:IfdV1Config"
-profile = "configs/profiles/ifd_v1.toml"
-
-[strategies.config]
-order_id_tag = "V1"
-mode = "shadow"
-
+""" + SHADOW_V3_V1 + """
 [[strategies]]
 strategy_path = "tests.support.hold_strategy:HoldStrategy"
 config_path = "tests.support.hold_strategy:HoldConfig"

@@ -62,6 +62,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.configs import SHADOW_V3_V1
 from tests.support.live_harness import KEY, run_paper_child, sent_counts
 
 pytestmark = pytest.mark.slow
@@ -105,24 +106,7 @@ config_path = "strategies.flow_counter:FlowCounterConfig"
 [strategies.config]
 order_id_tag = "COUNT"
 
-[[strategies]]
-strategy_path = "strategies.ifd_v3:IfdV3Strategy"
-config_path = "strategies.ifd_v3:IfdV3Config"
-profile = "configs/profiles/ifd_v3.toml"
-
-[strategies.config]
-order_id_tag = "V3"
-mode = "shadow"
-
-[[strategies]]
-strategy_path = "strategies.ifd_v1:IfdV1Strategy"
-config_path = "strategies.ifd_v1:IfdV1Config"
-profile = "configs/profiles/ifd_v1.toml"
-
-[strategies.config]
-order_id_tag = "V1"
-mode = "shadow"
-"""
+""" + SHADOW_V3_V1
 
 
 @pytest.fixture(scope="module")

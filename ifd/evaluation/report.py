@@ -272,12 +272,7 @@ def evaluate_run(
     catalog_root = _catalog_path(summary, run_dir, catalog)
     tolerance_ns = round(tolerance_s * 1e9)
 
-    try:
-        instruments = catalog_instruments(catalog_root)
-    except IfdError:
-        raise
-    except Exception as exc:  # a damaged instrument file: NautilusTrader's reader raises anything
-        raise IfdError(f"{catalog_root}: instruments unreadable ({type(exc).__name__}: {exc})") from exc
+    instruments = catalog_instruments(catalog_root)
     options = instruments[instruments["kind"].isin(["CALL", "PUT"])]
     futures = instruments[instruments["kind"] == "FUT"]
     trades = read_trades(catalog_root, instruments["instrument_id"].tolist())

@@ -17,6 +17,7 @@ from catalogs.fixed_point import decode_fixed_point  # noqa: F401  (re-exported)
 from catalogs.fixed_point import read_trade_arrays
 from catalogs.layout import DATA_DIR
 from catalogs.layout import open_catalog
+from ifd.errors import IfdError
 
 AGGRESSOR_BUYER = 1
 AGGRESSOR_SELLER = 2
@@ -57,23 +58,35 @@ def read_trades(catalog: Path, instrument_ids: list[str] | None = None) -> pd.Da
         frame.insert(0, "instrument_id", instrument_id)
         frames.append(frame)
     if not frames:
-        return pd.DataFrame(
-            {
-                "instrument_id": pd.Series([], dtype=object),
-                "ts_event": pd.Series([], dtype=np.int64),
-                "price": pd.Series([], dtype=np.float64),
-                "size": pd.Series([], dtype=np.float64),
-                "aggressor_side": pd.Series([], dtype=np.int8),
-            },
-        )
+        return empty_trades()
     return pd.concat(frames, ignore_index=True)
+
+
+def empty_trades() -> pd.DataFrame:
+    """A trades frame (``read_trades``'s columns and types) with no rows."""
+    return pd.DataFrame(
+        {
+            "instrument_id": pd.Series([], dtype=object),
+            "ts_event": pd.Series([], dtype=np.int64),
+            "price": pd.Series([], dtype=np.float64),
+            "size": pd.Series([], dtype=np.float64),
+            "aggressor_side": pd.Series([], dtype=np.int8),
+        },
+    )
 
 
 def catalog_instruments(catalog: Path) -> pd.DataFrame:
     """The catalog's futures and options: ``instrument_id, kind ("CALL"/"PUT"/"FUT"), raw_symbol,
-    underlying, strike, multiplier`` (from ``ParquetDataCatalog.instruments()``)."""
+    underlying, strike, multiplier`` (from ``ParquetDataCatalog.instruments()``); ``IfdError``
+    when the instrument files cannot be read."""
+    try:
+        instruments = open_catalog(Path(catalog)).instruments()
+    except IfdError:
+        raise
+    except Exception as exc:  # a damaged instrument file: NautilusTrader's reader raises anything
+        raise IfdError(f"{catalog}: instruments unreadable ({type(exc).__name__}: {exc})") from exc
     rows = []
-    for instrument in open_catalog(Path(catalog)).instruments():
+    for instrument in instruments:
         if isinstance(instrument, OptionContract):
             kind = "CALL" if int(instrument.option_kind) == 1 else "PUT"
             underlying, strike = str(instrument.underlying), float(instrument.strike_price)

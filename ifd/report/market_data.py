@@ -17,8 +17,8 @@ import pandas as pd
 from catalogs.fixed_point import read_trade_arrays
 from catalogs.layout import DATA_DIR
 from catalogs.layout import file_interval
-from ifd.errors import IfdError
 from ifd.evaluation.ticks import catalog_instruments
+from ifd.evaluation.ticks import empty_trades
 from ifd.evaluation.ticks import trade_folders
 
 # ts_init (file names) follows ts_event by the feed latency: read files a little past the range.
@@ -34,21 +34,9 @@ class MarketData:
 
     available: bool
     underlying: str | None = None
-    underlying_trades: pd.DataFrame = field(default_factory=lambda: _empty_trades())
-    option_trades: pd.DataFrame = field(default_factory=lambda: _empty_trades())
+    underlying_trades: pd.DataFrame = field(default_factory=lambda: empty_trades())
+    option_trades: pd.DataFrame = field(default_factory=lambda: empty_trades())
     note: str = ""
-
-
-def _empty_trades() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "instrument_id": pd.Series([], dtype=object),
-            "ts_event": pd.Series([], dtype=np.int64),
-            "price": pd.Series([], dtype=np.float64),
-            "size": pd.Series([], dtype=np.float64),
-            "aggressor_side": pd.Series([], dtype=np.int8),
-        },
-    )
 
 
 def read_trades_in_range(leaf: Path, instrument_id: str, start_ns: int | None, end_ns: int | None) -> pd.DataFrame:
@@ -65,7 +53,7 @@ def read_trades_in_range(leaf: Path, instrument_id: str, start_ns: int | None, e
         if keep.any():
             parts.append(pd.DataFrame({c: arrays[c][keep] for c in TRADE_COLUMNS}))
     if not parts:
-        return _empty_trades()
+        return empty_trades()
     frame = pd.concat(parts, ignore_index=True).sort_values("ts_event", kind="stable", ignore_index=True)
     frame.insert(0, "instrument_id", instrument_id)
     return frame
@@ -96,21 +84,16 @@ def load_market_data(
     catalog = Path(catalog)
     if not (catalog / DATA_DIR).is_dir():
         return MarketData(available=False, note=f"catalog {catalog} is not there any more")
-    try:
-        instruments = catalog_instruments(catalog)
-    except IfdError:
-        raise
-    except Exception as exc:  # a damaged instrument file: NautilusTrader's reader raises anything
-        raise IfdError(f"{catalog}: instruments unreadable ({type(exc).__name__}: {exc})") from exc
+    instruments = catalog_instruments(catalog)
     folders = trade_folders(catalog)
     underlying = choose_underlying(instruments, underlying_hints)
     options = instruments[instruments["kind"].isin(["CALL", "PUT"])].set_index("instrument_id")
 
-    future = _empty_trades()
+    future = empty_trades()
     if underlying is not None and underlying in folders:
         future = read_trades_in_range(folders[underlying], underlying, start_ns, end_ns)
     parts = [read_trades_in_range(folders[i], i, start_ns, end_ns) for i in options.index if i in folders]
-    trades = pd.concat(parts, ignore_index=True) if parts else _empty_trades()
+    trades = pd.concat(parts, ignore_index=True) if parts else empty_trades()
     info = options.reindex(trades["instrument_id"])
     trades["kind"] = info["kind"].to_numpy()
     trades["strike"] = info["strike"].to_numpy(dtype=np.float64)

@@ -15,3 +15,25 @@ def without_actors(name: str) -> str:
     head, marker, tail = text.partition(ACTORS_MARKER)
     assert "[[actors]]" not in head, f"{name}: [[actors]] before the {ACTORS_MARKER.strip()!r} comment"
     return head.rstrip("\n") + "\n"
+
+
+# IFD v3 and v1 side by side in shadow, as [[strategies]] of a node or backtest file.
+SHADOW_V3_V1 = """
+[[strategies]]
+strategy_path = "strategies.ifd_v3:IfdV3Strategy"
+config_path = "strategies.ifd_v3:IfdV3Config"
+profile = "configs/profiles/ifd_v3.toml"
+
+[strategies.config]
+order_id_tag = "V3"
+mode = "shadow"
+
+[[strategies]]
+strategy_path = "strategies.ifd_v1:IfdV1Strategy"
+config_path = "strategies.ifd_v1:IfdV1Config"
+profile = "configs/profiles/ifd_v1.toml"
+
+[strategies.config]
+order_id_tag = "V1"
+mode = "shadow"
+"""

@@ -30,6 +30,7 @@ from nautilus_trader.model.identifiers import ClientId
 from live.replay_client import ReplayDataClient
 from live.replay_client import ReplayLiveDataClientFactory
 from strategies.signals import FlowSignal
+from tests.support.configs import SHADOW_V3_V1
 
 NS_PER_MINUTE = 60_000_000_000
 
@@ -54,24 +55,7 @@ catalog = "{catalog}"
 speed = 0
 start_delay_s = 0.5
 
-[[strategies]]
-strategy_path = "strategies.ifd_v3:IfdV3Strategy"
-config_path = "strategies.ifd_v3:IfdV3Config"
-profile = "configs/profiles/ifd_v3.toml"
-
-[strategies.config]
-order_id_tag = "V3"
-mode = "shadow"
-
-[[strategies]]
-strategy_path = "strategies.ifd_v1:IfdV1Strategy"
-config_path = "strategies.ifd_v1:IfdV1Config"
-profile = "configs/profiles/ifd_v1.toml"
-
-[strategies.config]
-order_id_tag = "V1"
-mode = "shadow"
-"""
+""" + SHADOW_V3_V1
 
 MONITOR_ACTOR = """
 [[actors]]
