@@ -129,8 +129,7 @@ class DataMeter(Actor):
             self._shut_off(f"budget ledger {self._budget.ledger} not writable ({type(exc).__name__}: {exc})")
             return
         if status.exhausted:
-            period = "daily" if status.day_spent else "monthly"
-            self._shut_off(f"the {period} Databento data budget is used up ({status.describe()})")
+            self._shut_off(f"the {status.used_up} Databento data budget is used up ({status.describe()})")
 
     def _shut_off(self, reason: str) -> None:
         if self._exhausted_reason is not None:

@@ -140,6 +140,11 @@ class BudgetStatus:
         """100% of the daily or the monthly budget is used."""
         return self.day_spent or self.month_spent
 
+    @property
+    def used_up(self) -> str | None:
+        """Which budget is used up: "daily" (checked first), "monthly", or None."""
+        return "daily" if self.day_spent else "monthly" if self.month_spent else None
+
     def describe(self) -> str:
         """``remaining today $7.50 of $8.00, this month $150.00 of $200.00``."""
         c = self.config
@@ -164,8 +169,7 @@ def refusal(config: BudgetConfig, spend: Spend, cost_usd: float, what: str) -> s
     """Why ``what`` (costing ``cost_usd``) may not be requested now, or None when the budget allows it."""
     status = BudgetStatus(config, spend)
     if status.exhausted:
-        period = "daily" if status.day_spent else "monthly"
-        return (f"{what}: refused, the {period} Databento budget is used up ({status.describe()}; "
+        return (f"{what}: refused, the {status.used_up} Databento budget is used up ({status.describe()}; "
                 f"limits in {config.source})")
     if cost_usd > status.remaining + EPSILON_USD:
         return (f"{what} would cost ${cost_usd:,.4f}: refused, more than the budget left ({status.describe()}; "
@@ -184,9 +188,9 @@ def check_live_budget(
     config = load_budget(None, env)
     status = budget_status(config, now)
     if status.exhausted:
-        period, until = ("daily", "the next UTC day") if status.day_spent else ("monthly", "next month (UTC)")
+        until = "the next UTC day" if status.used_up == "daily" else "next month (UTC)"
         raise IfdError(
-            f"{what}: the {period} Databento data budget is used up ({status.describe()}, ledger {config.ledger}); "
+            f"{what}: the {status.used_up} Databento data budget is used up ({status.describe()}, ledger {config.ledger}); "
             f"live streaming is refused until {until} (limits in {config.source})",
         )
     return status
